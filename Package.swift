@@ -1,0 +1,95 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+var products: [Product] = [
+    .library(name: "WebhookSignature", targets: ["WebhookSignature"]),
+    .library(name: "WebhookSignatureHummingbird", targets: ["WebhookSignatureHummingbird"]),
+    .executable(name: "herald", targets: ["herald"]),
+]
+
+var targets: [Target] = [
+    // Receiving side: signing and verification. Depends on swift-crypto only.
+    .target(
+        name: "WebhookSignature",
+        dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    .target(
+        name: "WebhookSignatureHummingbird",
+        dependencies: [
+            "WebhookSignature",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    // The CLI's commands, as a library so tests can drive them.
+    .target(
+        name: "HeraldCLI",
+        dependencies: [
+            "WebhookSignature",
+            "WebhookSignatureHummingbird",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+        name: "herald",
+        dependencies: ["HeraldCLI"],
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "WebhookSignatureTests",
+        dependencies: ["WebhookSignature"],
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "WebhookSignatureHummingbirdTests",
+        dependencies: [
+            "WebhookSignatureHummingbird",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+]
+
+// libFuzzer target for the header and secret parsers. Only declared when
+// HERALD_FUZZ is set (scripts/fuzz does that), because it must be linked with
+// -sanitize=fuzzer, which supplies `main`.
+if Context.environment["HERALD_FUZZ"] != nil {
+    targets.append(
+        .executableTarget(
+            name: "WebhookSignatureFuzz",
+            dependencies: ["WebhookSignature"],
+            path: "Fuzz/WebhookSignatureFuzz",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library", "-sanitize=fuzzer,address"])],
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
+        )
+    )
+    products.append(.executable(name: "WebhookSignatureFuzz", targets: ["WebhookSignatureFuzz"]))
+}
+
+let package = Package(
+    name: "herald",
+    platforms: [.macOS(.v14)],
+    products: products,
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: targets
+)
