@@ -28,12 +28,60 @@ var targets: [Target] = [
         ],
         swiftSettings: swiftSettings
     ),
+    // Domain types, the store protocol, the in-memory store. Nothing heavy.
+    .target(
+        name: "HeraldCore",
+        dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    // The default store: SQLite through GRDB.
+    .target(
+        name: "HeraldSQLite",
+        dependencies: [
+            "HeraldCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    // The store conformance suite every backend runs, and test helpers.
+    .target(
+        name: "HeraldTesting",
+        dependencies: ["HeraldCore"],
+        swiftSettings: swiftSettings
+    ),
+    // The Svix-compatible REST API.
+    .target(
+        name: "HeraldAPI",
+        dependencies: [
+            "HeraldCore",
+            "WebhookSignature",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    // The composition root: picks the store, runs migrations, builds the app.
+    .target(
+        name: "HeraldApp",
+        dependencies: [
+            "HeraldCore",
+            "HeraldSQLite",
+            "HeraldAPI",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        swiftSettings: swiftSettings
+    ),
     // The CLI's commands, as a library so tests can drive them.
     .target(
         name: "HeraldCLI",
         dependencies: [
             "WebhookSignature",
             "WebhookSignatureHummingbird",
+            "HeraldApp",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -50,6 +98,21 @@ var targets: [Target] = [
     .testTarget(
         name: "WebhookSignatureTests",
         dependencies: ["WebhookSignature"],
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "HeraldStoreTests",
+        dependencies: ["HeraldCore", "HeraldSQLite", "HeraldTesting"],
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "HeraldAPITests",
+        dependencies: [
+            "HeraldApp",
+            "HeraldCore",
+            "HeraldSQLite",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ],
         swiftSettings: swiftSettings
     ),
     .testTarget(
@@ -90,6 +153,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: targets
 )

@@ -1,0 +1,190 @@
+import Foundation
+
+/// Filters for listing messages.
+public struct MessageFilter: Sendable, Hashable {
+    public var eventTypes: [String]?
+    public var channel: String?
+    /// Only messages created before / after these times.
+    public var before: Date?
+    public var after: Date?
+
+    public init(eventTypes: [String]? = nil, channel: String? = nil, before: Date? = nil, after: Date? = nil) {
+        self.eventTypes = eventTypes
+        self.channel = channel
+        self.before = before
+        self.after = after
+    }
+
+    public func matches(eventType: String, channels: [String]?, createdAt: Date) -> Bool {
+        if let eventTypes, !eventTypes.isEmpty, !eventTypes.contains(eventType) { return false }
+        if let channel, !(channels ?? []).contains(channel) { return false }
+        if let before, createdAt >= before { return false }
+        if let after, createdAt <= after { return false }
+        return true
+    }
+}
+
+/// Filters for listing attempts.
+public struct AttemptFilter: Sendable, Hashable {
+    public var endpointID: EndpointID?
+    public var messageID: MessageID?
+    public var status: DeliveryStatus?
+    /// 0 (no response), 100, 200, 300, 400 or 500.
+    public var statusCodeClass: Int?
+    public var message = MessageFilter()
+
+    public init(endpointID: EndpointID? = nil, messageID: MessageID? = nil, status: DeliveryStatus? = nil,
+                statusCodeClass: Int? = nil, message: MessageFilter = MessageFilter()) {
+        self.endpointID = endpointID
+        self.messageID = messageID
+        self.status = status
+        self.statusCodeClass = statusCodeClass
+        self.message = message
+    }
+
+    public func matches(_ attempt: Attempt) -> Bool {
+        if let endpointID, attempt.endpointID != endpointID { return false }
+        if let messageID, attempt.messageID != messageID { return false }
+        if let status, attempt.status != status { return false }
+        if let statusCodeClass, (attempt.responseStatusCode / 100) * 100 != statusCodeClass { return false }
+        return message.matches(eventType: attempt.eventType, channels: attempt.channels, createdAt: attempt.createdAt)
+    }
+}
+
+/// What `publish` stores in one transaction.
+public struct PublishRequest: Sendable {
+    public var message: Message
+    /// Created with the message when no application has its id or uid (Svix's `application` field).
+    public var applicationToCreate: Application?
+    /// Stored in the same transaction, so a retry after a crash replays the original answer.
+    public var idempotency: IdempotencyRecord?
+
+    public init(message: Message, applicationToCreate: Application? = nil, idempotency: IdempotencyRecord? = nil) {
+        self.message = message
+        self.applicationToCreate = applicationToCreate
+        self.idempotency = idempotency
+    }
+}
+
+/// What `publish` did.
+public struct PublishResult: Sendable {
+    public var message: Message
+    /// The endpoints that will receive it.
+    public var deliveries: [Delivery]
+
+    public init(message: Message, deliveries: [Delivery]) {
+        self.message = message
+        self.deliveries = deliveries
+    }
+}
+
+/// A delivery and its message, for an endpoint's listing.
+public struct DeliveredMessage: Sendable {
+    public var delivery: Delivery
+    public var message: Message
+    public init(delivery: Delivery, message: Message) {
+        self.delivery = delivery
+        self.message = message
+    }
+}
+
+/// A delivery and its endpoint, for a message's listing.
+public struct MessageDestination: Sendable {
+    public var delivery: Delivery
+    public var endpoint: Endpoint
+    public init(delivery: Delivery, endpoint: Endpoint) {
+        self.delivery = delivery
+        self.endpoint = endpoint
+    }
+}
+
+/// Herald's storage. Every backend (in-memory, SQLite, PostgreSQL) passes the same conformance
+/// suite (`HeraldTesting.StoreConformance`). Methods that take an application id never see another
+/// application's data. Errors are `StoreError`.
+///
+/// "Ref" parameters accept the id or the user's uid (for messages: the id or the eventId).
+public protocol HeraldStore: Sendable {
+    // MARK: Applications
+    /// Throws `.conflict` when the uid is taken.
+    func createApplication(_ application: Application) async throws
+    func application(ref: String) async throws -> Application?
+    func listApplications(_ page: PageRequest) async throws -> Page<Application>
+    /// Replaces the stored application with the same id. Throws `.notFound`, or `.conflict` for a taken uid.
+    func updateApplication(_ application: Application) async throws
+    /// Deletes the application with its endpoints, messages, deliveries and attempts. Throws `.notFound`.
+    func deleteApplication(_ id: ApplicationID) async throws
+
+    // MARK: Endpoints
+    /// Throws `.conflict` when the uid is taken within the application.
+    func createEndpoint(_ endpoint: Endpoint) async throws
+    func endpoint(app: ApplicationID, ref: String) async throws -> Endpoint?
+    func listEndpoints(app: ApplicationID, _ page: PageRequest) async throws -> Page<Endpoint>
+    /// Replaces the stored endpoint with the same id. Throws `.notFound` or `.conflict`.
+    func updateEndpoint(_ endpoint: Endpoint) async throws
+    /// Throws `.notFound`.
+    func deleteEndpoint(app: ApplicationID, id: EndpointID) async throws
+
+    // MARK: Event types
+    /// Throws `.conflict` when the name is taken.
+    func createEventType(_ eventType: EventType) async throws
+    func eventType(name: String) async throws -> EventType?
+    func listEventTypes(_ page: PageRequest, includeArchived: Bool) async throws -> Page<EventType>
+    /// Throws `.notFound`.
+    func updateEventType(_ eventType: EventType) async throws
+    /// Removes it for good. Throws `.notFound`.
+    func deleteEventType(name: String) async throws
+
+    // MARK: Messages
+    /// In one transaction: creates `applicationToCreate` if no application has its id or uid,
+    /// stores the message, one pending delivery per endpoint that `EndpointFilter` matches, and the
+    /// idempotency record. Throws `.notFound` when the application does not exist and none is to be
+    /// created, `.conflict` when the eventId is taken within the application.
+    func publish(_ request: PublishRequest) async throws -> PublishResult
+    func message(app: ApplicationID, ref: String) async throws -> Message?
+    /// Pages by message id.
+    func listMessages(app: ApplicationID, filter: MessageFilter, _ page: PageRequest) async throws -> Page<Message>
+    /// Drops the payload, keeping the message. Throws `.notFound`.
+    func expungeMessagePayload(app: ApplicationID, id: MessageID) async throws
+
+    // MARK: Deliveries and attempts
+    /// Pages by attempt id.
+    func listAttempts(app: ApplicationID, filter: AttemptFilter, _ page: PageRequest) async throws -> Page<Attempt>
+    func attempt(app: ApplicationID, message: MessageID, id: AttemptID) async throws -> Attempt?
+    /// Empties the stored response. Throws `.notFound`.
+    func expungeAttemptResponse(app: ApplicationID, message: MessageID, id: AttemptID) async throws
+    /// The messages sent to an endpoint, with their delivery. Pages by message id.
+    func listDeliveredMessages(app: ApplicationID, endpoint: EndpointID, status: DeliveryStatus?, filter: MessageFilter, _ page: PageRequest) async throws -> Page<DeliveredMessage>
+    /// The endpoints a message was sent to, with their delivery. Pages by endpoint id.
+    func listDestinations(app: ApplicationID, message: MessageID, _ page: PageRequest) async throws -> Page<MessageDestination>
+    /// Counts the endpoint's deliveries by status, for messages created in the range.
+    func endpointStats(app: ApplicationID, endpoint: EndpointID, since: Date?, until: Date?) async throws -> EndpointStats
+    /// Queues one manual attempt of the message to the endpoint, due at `now`, whatever the filters.
+    /// Throws `.notFound` when the message or endpoint does not exist.
+    func resend(app: ApplicationID, message: MessageID, endpoint: EndpointID, now: Date) async throws
+    /// Re-queues the endpoint's failed deliveries of messages created in the range. Returns how many.
+    func recover(app: ApplicationID, endpoint: EndpointID, since: Date, until: Date?, now: Date) async throws -> Int
+    /// The delivery of a message to an endpoint, if any.
+    func delivery(message: MessageID, endpoint: EndpointID) async throws -> Delivery?
+
+    // MARK: The delivery queue (used by the dispatcher)
+    /// Claims up to `limit` deliveries that are due: `pending` with `nextAttemptAt <= now`, or
+    /// `sending` whose lease expired before `now` (a crashed worker's). Marks them `sending` with
+    /// `leaseExpiresAt = leaseUntil`, atomically, so two workers never claim the same delivery.
+    /// Oldest `nextAttemptAt` first.
+    func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery]
+    /// Stores an attempt and the delivery's new state in one transaction.
+    func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws
+
+    // MARK: Idempotency
+    /// The unexpired record for a scoped key.
+    func idempotencyRecord(key: String, now: Date) async throws -> IdempotencyRecord?
+    /// Stores a record, replacing an expired one. An unexpired record with the key is kept (first wins).
+    func saveIdempotencyRecord(_ record: IdempotencyRecord) async throws
+
+    // MARK: API tokens
+    func createToken(_ token: APIToken) async throws
+    func token(hash: [UInt8]) async throws -> APIToken?
+    func deleteToken(id: TokenID) async throws
+    /// How many admin tokens exist (to decide whether to create one on first start).
+    func adminTokenCount() async throws -> Int
+}

@@ -1,0 +1,30 @@
+/// A storage failure, translated at the store boundary. Its description is safe to show a user.
+public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String { case notFound = "not_found", conflict, unavailable, corrupt }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+        /// The thing does not exist (or belongs to another application).
+        public static let notFound = Code(.notFound)
+        /// A uid, name or eventId is already taken.
+        public static let conflict = Code(.conflict)
+        /// The database could not be reached or is busy.
+        public static let unavailable = Code(.unavailable)
+        /// Stored data could not be read back.
+        public static let corrupt = Code(.corrupt)
+        public var description: String { base.rawValue }
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    public static func notFound(_ what: String) -> StoreError { .init(.notFound, "\(what) not found") }
+    public static func conflict(_ what: String) -> StoreError { .init(.conflict, what) }
+}
