@@ -58,6 +58,7 @@ var targets: [Target] = [
             "HeraldCore",
             "WebhookSignature",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Crypto", package: "swift-crypto"),
         ],
         swiftSettings: swiftSettings
@@ -135,8 +136,8 @@ if Context.environment["HERALD_FUZZ"] != nil {
             name: "WebhookSignatureFuzz",
             dependencies: ["WebhookSignature"],
             path: "Fuzz/WebhookSignatureFuzz",
-            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library", "-sanitize=fuzzer,address"])],
-            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
+            swiftSettings: swiftSettings + [.unsafeFlags(["-sanitize=fuzzer,address"])],
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
         )
     )
     products.append(.executable(name: "WebhookSignatureFuzz", targets: ["WebhookSignatureFuzz"]))

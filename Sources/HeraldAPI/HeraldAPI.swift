@@ -1,1 +1,57 @@
+import Foundation
 import HeraldCore
+import Hummingbird
+import Logging
+
+/// Builds the Svix-compatible REST API on a store.
+///
+/// ```swift
+/// let router = HeraldAPI(store: store).buildRouter()
+/// let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 8071)))
+/// ```
+public struct HeraldAPI: Sendable {
+    public struct Configuration: Sendable {
+        /// Largest message payload accepted, in bytes (413 above).
+        public var maxPayloadBytes: Int
+        /// The base URL shown in app-portal links; the request's host when nil.
+        public var publicURL: String?
+
+        public init(maxPayloadBytes: Int = 1 << 20, publicURL: String? = nil) {
+            self.maxPayloadBytes = maxPayloadBytes
+            self.publicURL = publicURL
+        }
+    }
+
+    let store: any HeraldStore
+    let configuration: Configuration
+    let locks = KeyedLock()
+
+    public init(store: any HeraldStore, configuration: Configuration = .init()) {
+        self.store = store
+        self.configuration = configuration
+    }
+
+    /// Adds the API's routes to `router`.
+    public func addRoutes(to router: Router<APIRequestContext>) {
+        router.add(middleware: APIErrorMiddleware())
+        let v1 = router.group("api/v1")
+        v1.get("health") { _, _ in APIResponse.empty() }
+        v1.get("health/ping") { _, _ in APIResponse.empty() }
+        let authenticated = v1.group()
+            .add(middleware: AuthenticationMiddleware(store: store))
+            .add(middleware: IdempotencyMiddleware(store: store, locks: locks))
+        ApplicationController(store: store).register(on: authenticated)
+        EndpointController(store: store).register(on: authenticated)
+        EventTypeController(store: store).register(on: authenticated)
+        MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes).register(on: authenticated)
+        AttemptController(store: store).register(on: authenticated)
+        AuthController(store: store, publicURL: configuration.publicURL).register(on: authenticated)
+    }
+
+    /// A router with the API's routes.
+    public func buildRouter() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        addRoutes(to: router)
+        return router
+    }
+}

@@ -12,7 +12,8 @@ public struct HeraldCommand: AsyncParsableCommand {
         commandName: "herald",
         abstract: "Herald: send, receive and debug webhooks.",
         version: HeraldVersion.current,
-        subcommands: [SignCommand.self, VerifyCommand.self, SendCommand.self, ListenCommand.self]
+        subcommands: [ServeCommand.self, SignCommand.self, VerifyCommand.self, SendCommand.self, ListenCommand.self]
+            + [BenchCommand.self]
     )
 
     public init() {}

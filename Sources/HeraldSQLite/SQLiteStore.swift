@@ -1,1 +1,100 @@
+import Foundation
+import GRDB
 import HeraldCore
+
+/// The default `HeraldStore`: one SQLite file through GRDB, in WAL mode, with `synchronous=FULL`
+/// by default so that a publish that returned is on disk. `:memory:` gives a private in-memory
+/// database (for tests).
+///
+/// Migrations run in `init`. Concurrent publishes are committed together (group commit, see
+/// `PublishBatcher`), so durability does not cost one fsync per request.
+///
+/// ```swift
+/// let store = try SQLiteStore(path: "herald.sqlite", sealer: mySealer)
+/// try await store.createApplication(Application(name: "Acme"))
+/// ```
+public final class SQLiteStore: HeraldStore {
+    /// The path that was opened, or `:memory:`.
+    public let path: String
+    let writer: any DatabaseWriter
+    let secrets: EndpointSecretsCodec
+    private let batcher: PublishBatcher
+
+    /// Opens (creating if needed) the database at `path`, or an in-memory one for `":memory:"`,
+    /// and migrates it. Endpoint secrets are sealed with `sealer` when one is given.
+    public init(path: String, configuration: Configuration = .init(), sealer: (any SecretSealer)? = nil) throws {
+        var config = GRDB.Configuration()
+        config.foreignKeysEnabled = true
+        config.busyMode = .timeout(configuration.busyTimeout)
+        config.label = "herald"
+        let synchronous = configuration.synchronous.pragmaValue
+        config.prepareDatabase { db in
+            // A fixed keyword from an enum, not user input.
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        let writer: any DatabaseWriter
+        do {
+            if path == ":memory:" {
+                writer = try DatabaseQueue(configuration: config)
+            } else {
+                writer = try DatabasePool(path: path, configuration: config)
+            }
+            try SQLiteMigrations.migrator.migrate(writer)
+        } catch {
+            throw SQLiteErrorMapping.storeError(error)
+        }
+        self.path = path
+        self.writer = writer
+        self.secrets = EndpointSecretsCodec(sealer: sealer)
+        self.batcher = PublishBatcher(maxBatch: configuration.maxPublishBatch) { [writer] requests in
+            try await Self.publishBatch(requests, on: writer)
+        }
+    }
+
+    /// Closes the database connections. The store must not be used afterwards.
+    public func close() throws {
+        do { try writer.close() } catch { throw SQLiteErrorMapping.storeError(error) }
+    }
+
+    // MARK: Access
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do { return try await writer.read(body) } catch { throw SQLiteErrorMapping.storeError(error) }
+    }
+
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do { return try await writer.write(body) } catch { throw SQLiteErrorMapping.storeError(error) }
+    }
+
+    // MARK: Messages
+
+    public func publish(_ request: PublishRequest) async throws -> PublishResult {
+        try await batcher.publish(request)
+    }
+
+    /// Publishes `requests` in one write transaction, each in its own savepoint: a request that
+    /// fails is rolled back alone and gets its error; the others commit together (one fsync).
+    /// Throws only when the transaction as a whole failed, in which case nothing was written.
+    func publishBatch(_ requests: [PublishRequest]) async throws -> [Result<PublishResult, StoreError>] {
+        try await Self.publishBatch(requests, on: writer)
+    }
+
+    static func publishBatch(_ requests: [PublishRequest], on writer: any DatabaseWriter) async throws
+        -> [Result<PublishResult, StoreError>] {
+        try await writer.write { db in
+            requests.map { request in
+                do {
+                    var result: PublishResult?
+                    try db.inSavepoint {
+                        result = try publish(request, in: db)
+                        return .commit
+                    }
+                    guard let result else { throw StoreError(.unavailable, "publish produced no result") }
+                    return .success(result)
+                } catch {
+                    return .failure(SQLiteErrorMapping.storeError(error))
+                }
+            }
+        }
+    }
+}

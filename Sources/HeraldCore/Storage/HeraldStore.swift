@@ -58,11 +58,15 @@ public struct PublishRequest: Sendable {
     public var applicationToCreate: Application?
     /// Stored in the same transaction, so a retry after a crash replays the original answer.
     public var idempotency: IdempotencyRecord?
+    /// When set, the message goes to this endpoint only, whatever the filters (send-example).
+    public var onlyEndpoint: EndpointID?
 
-    public init(message: Message, applicationToCreate: Application? = nil, idempotency: IdempotencyRecord? = nil) {
+    public init(message: Message, applicationToCreate: Application? = nil, idempotency: IdempotencyRecord? = nil,
+                onlyEndpoint: EndpointID? = nil) {
         self.message = message
         self.applicationToCreate = applicationToCreate
         self.idempotency = idempotency
+        self.onlyEndpoint = onlyEndpoint
     }
 }
 

@@ -134,7 +134,8 @@ public actor InMemoryStore: HeraldStore {
         messages[message.id] = message
         var created: [Delivery] = []
         for endpoint in endpoints.values where endpoint.appID == message.appID
-            && EndpointFilter.matches(endpoint, eventType: message.eventType, channels: message.channels) {
+            && (request.onlyEndpoint.map { $0 == endpoint.id }
+                ?? EndpointFilter.matches(endpoint, eventType: message.eventType, channels: message.channels)) {
             let delivery = Delivery(messageID: message.id, endpointID: endpoint.id, appID: message.appID,
                                     nextAttemptAt: message.createdAt, eventType: message.eventType,
                                     channels: message.channels, createdAt: message.createdAt)

@@ -1,0 +1,56 @@
+import Crypto
+import Foundation
+import HeraldCore
+import Hummingbird
+
+/// API tokens: random text handed out once; only its SHA-256 is stored.
+public enum APITokenText {
+    /// A new token: `sk_herald_` and 32 random bytes in base64url.
+    public static func generate() -> String {
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+        let text = bytes.base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        return "sk_herald_" + text
+    }
+
+    public static func hash(_ token: String) -> [UInt8] {
+        Array(SHA256.hash(data: Data(token.utf8)))
+    }
+}
+
+/// Authenticates `Authorization: Bearer <token>` against the stored token hashes.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let store: any HeraldStore
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else { throw APIError.unauthorized }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw APIError.unauthorized }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        guard !token.isEmpty, let stored = try await store.token(hash: APITokenText.hash(token)) else {
+            throw APIError.unauthorized
+        }
+        if let expiresAt = stored.expiresAt, expiresAt <= Date() { throw APIError.unauthorized }
+        var context = context
+        switch stored.scope {
+        case .admin: context.principal = .admin(stored.id)
+        case .application(let app): context.principal = .application(app, stored.id)
+        }
+        return try await next(request, context)
+    }
+}
+
+extension APIRequestContext {
+    /// Throws 403 unless the caller is an admin.
+    func requireAdmin() throws {
+        guard case .admin = principal else { throw APIError.forbidden }
+    }
+}
+
+/// Finds the application a path names (id or uid) that the caller may see; 404 otherwise.
+func resolveApplication(_ ref: String, store: any HeraldStore, context: APIRequestContext) async throws -> Application {
+    guard let app = try await store.application(ref: ref) else { throw APIError.notFound("Application") }
+    if case .application(let allowed, _) = context.principal, allowed != app.id { throw APIError.notFound("Application") }
+    return app
+}

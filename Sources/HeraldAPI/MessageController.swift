@@ -1,0 +1,179 @@
+import Foundation
+import HeraldCore
+import Hummingbird
+
+/// `/api/v1/app/{app}/msg`: publish, list, get by id or eventId, expunge content; plus the
+/// message's destinations, attempts and resend.
+struct MessageController {
+    let store: any HeraldStore
+    let maxPayloadBytes: Int
+
+    func register(on group: RouterGroup<APIRequestContext>) {
+        group.post("app/:app_id/msg", use: create)
+        group.get("app/:app_id/msg", use: list)
+        group.get("app/:app_id/msg/:msg_id", use: get)
+        group.delete("app/:app_id/msg/:msg_id/content", use: expungeContent)
+        group.get("app/:app_id/msg/:msg_id/endpoint", use: listDestinations)
+        group.post("app/:app_id/msg/:msg_id/endpoint/:endpoint_id/resend", use: resend)
+        group.get("app/:app_id/msg/:msg_id/attempt/:attempt_id", use: getAttempt)
+        group.delete("app/:app_id/msg/:msg_id/attempt/:attempt_id/content", use: expungeAttemptContent)
+    }
+
+    static func response(_ message: Message, status: HTTPResponse.Status = .ok, withContent: Bool) throws -> Response {
+        try APIResponse.json(status, MessageOut(message: message), rawMembers: MessageOut.rawMembers(message, withContent: withContent))
+    }
+
+    func findMessage(_ context: APIRequestContext) async throws -> (Application, Message) {
+        let app = try await resolveApplication(context.parameters.require("app_id"), store: store, context: context)
+        guard let message = try await store.message(app: app.id, ref: context.parameters.require("msg_id")) else {
+            throw APIError.notFound("Message")
+        }
+        return (app, message)
+    }
+
+    @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let appRef = try context.parameters.require("app_id")
+        var query = QueryReader(request)
+        let withContent = query.bool("with_content", default: true)
+        try query.finish()
+        var body = try await BodyReader.read(request, limit: maxPayloadBytes + 64 * 1024)
+
+        let eventType = body.string("eventType", required: true, minLength: 1, maxLength: 256, pattern: .identifier)
+        let eventID = body.string("eventId", minLength: 1, maxLength: 256, pattern: .identifier)
+        let channels = body.stringArray("channels", maxItems: 10, pattern: .channel, itemMaxLength: 128)
+        let retentionDays = body.int("payloadRetentionPeriod", min: 5, max: 90) ?? 90
+        var payload: [UInt8]?
+        if !body.has("payload") || body.isNull("payload") {
+            body.fail("payload", "field required", type: "value_error.missing")
+        } else if !(body.object["payload"] is [String: Any]) {
+            body.fail("payload", "value is not a valid dict", type: "type_error.dict")
+        } else if let raw = RawJSONScanner.topLevelMembers(body.raw)?["payload"] {
+            payload = Array(raw)
+        } else {
+            body.fail("payload", "value is not a valid dict", type: "type_error.dict")
+        }
+        if let payload, payload.count > maxPayloadBytes {
+            throw APIError.payloadTooLarge("Payload is \(payload.count) bytes; the limit is \(maxPayloadBytes) bytes")
+        }
+        var applicationToCreate: Application?
+        if var nested = body.nested("application") {
+            var app = Application(name: "")
+            ApplicationController.read(&nested, into: &app, partial: false)
+            body.absorb(nested, under: "application")
+            applicationToCreate = app
+        }
+        try body.finish()
+
+        var appID: ApplicationID
+        if let app = try await store.application(ref: appRef) {
+            appID = try await resolveApplication(appRef, store: store, context: context).id
+            _ = app
+        } else {
+            guard var toCreate = applicationToCreate else { throw APIError.notFound("Application") }
+            try context.requireAdmin()
+            if toCreate.uid == nil, ApplicationID(parsing: appRef) == nil { toCreate.uid = appRef }
+            applicationToCreate = toCreate
+            appID = toCreate.id
+        }
+
+        let now = Date()
+        let message = Message(appID: appID, eventID: eventID, eventType: eventType ?? "", payload: payload, channels: (channels?.isEmpty ?? true) ? nil : channels,
+                              createdAt: now, payloadExpiresAt: now.addingTimeInterval(TimeInterval(retentionDays) * 86400))
+        // The answer is known before the write, so the idempotency record commits with the message.
+        var record: IdempotencyRecord?
+        if let key = context.idempotencyKey {
+            let bytes = try APIJSON.encode(MessageOut(message: message), rawMembers: MessageOut.rawMembers(message, withContent: withContent))
+            record = IdempotencyRecord(key: key, statusCode: 202, body: bytes, createdAt: now, expiresAt: now.addingTimeInterval(IdempotencyMiddleware.lifetime))
+        }
+        let result: PublishResult
+        do {
+            result = try await store.publish(PublishRequest(message: message, applicationToCreate: applicationToCreate, idempotency: record))
+        } catch let error as StoreError where error.code == .conflict {
+            // Another node stored the same idempotency key first: replay its answer.
+            if let key = context.idempotencyKey, let existing = try await store.idempotencyRecord(key: key, now: now) {
+                return IdempotencyMiddleware.replay(existing)
+            }
+            if let eventID { throw APIError.conflict("A message with eventId '\(eventID)' already exists") }
+            throw error
+        }
+        context.logger.debug("message published", metadata: [
+            "herald.message.id": "\(result.message.id)", "herald.app.id": "\(result.message.appID)",
+            "herald.deliveries": "\(result.deliveries.count)",
+        ])
+        return try Self.response(result.message, status: .accepted, withContent: withContent)
+    }
+
+    static func messageFilter(_ query: inout QueryReader) -> MessageFilter {
+        MessageFilter(
+            eventTypes: query.strings("event_types"),
+            channel: query.string("channel"),
+            before: query.date("before"),
+            after: query.date("after")
+        )
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let app = try await resolveApplication(context.parameters.require("app_id"), store: store, context: context)
+        var query = QueryReader(request)
+        let page = query.page(defaultOrder: .descending)
+        let filter = Self.messageFilter(&query)
+        let withContent = query.bool("with_content", default: true)
+        try query.finish()
+        let result = try await store.listMessages(app: app.id, filter: filter, page)
+        return APIResponse.json(.ok, try ListOut.encode(result) {
+            try APIJSON.encode(MessageOut(message: $0), rawMembers: MessageOut.rawMembers($0, withContent: withContent))
+        })
+    }
+
+    @Sendable func get(_ request: Request, context: APIRequestContext) async throws -> Response {
+        var query = QueryReader(request)
+        let withContent = query.bool("with_content", default: true)
+        try query.finish()
+        let (_, message) = try await findMessage(context)
+        return try Self.response(message, withContent: withContent)
+    }
+
+    @Sendable func expungeContent(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (app, message) = try await findMessage(context)
+        try await store.expungeMessagePayload(app: app.id, id: message.id)
+        return APIResponse.empty()
+    }
+
+    @Sendable func listDestinations(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (app, message) = try await findMessage(context)
+        var query = QueryReader(request)
+        let page = query.page(defaultOrder: .ascending)
+        try query.finish()
+        let result = try await store.listDestinations(app: app.id, message: message.id, page)
+        return APIResponse.json(.ok, try ListOut.encode(result) { try APIJSON.encode(MessageEndpointOut(destination: $0)) })
+    }
+
+    @Sendable func resend(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (app, message) = try await findMessage(context)
+        guard let endpoint = try await store.endpoint(app: app.id, ref: context.parameters.require("endpoint_id")) else {
+            throw APIError.notFound("Endpoint")
+        }
+        try await store.resend(app: app.id, message: message.id, endpoint: endpoint.id, now: Date())
+        return APIResponse.empty(.accepted)
+    }
+
+    func findAttempt(_ context: APIRequestContext) async throws -> (Application, Message, Attempt) {
+        let (app, message) = try await findMessage(context)
+        let attemptID = AttemptID(rawValue: try context.parameters.require("attempt_id"))
+        guard let attempt = try await store.attempt(app: app.id, message: message.id, id: attemptID) else {
+            throw APIError.notFound("Message attempt")
+        }
+        return (app, message, attempt)
+    }
+
+    @Sendable func getAttempt(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (_, _, attempt) = try await findAttempt(context)
+        return try APIResponse.json(.ok, MessageAttemptOut(attempt: attempt))
+    }
+
+    @Sendable func expungeAttemptContent(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (app, message, attempt) = try await findAttempt(context)
+        try await store.expungeAttemptResponse(app: app.id, message: message.id, id: attempt.id)
+        return APIResponse.empty()
+    }
+}

@@ -1,0 +1,104 @@
+import Crypto
+import Foundation
+import HeraldAPI
+import HeraldCore
+import HeraldSQLite
+import Hummingbird
+import Logging
+
+/// The composition root: opens and migrates the store before the socket opens, makes sure an admin
+/// token exists, and builds the Hummingbird application.
+///
+/// ```swift
+/// var configuration = HeraldConfiguration()
+/// configuration.database = .sqliteFile("herald.sqlite")
+/// let server = try await HeraldServer.build(configuration: configuration, logger: logger)
+/// if let token = server.generatedAdminToken { print(token) }
+/// try await server.application.runService()
+/// ```
+public struct HeraldServer: Sendable {
+    public typealias App = Hummingbird.Application<RouterResponder<APIRequestContext>>
+
+    public let application: App
+    public let store: any HeraldStore
+    /// The admin token made on this start, to show once; nil when one already existed or was given.
+    public let generatedAdminToken: String?
+
+    public static func build(
+        configuration: HeraldConfiguration,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws -> HeraldServer {
+        let store = try openStore(configuration)
+        let generated = try await ensureAdminToken(store: store, given: configuration.token)
+        let api = HeraldAPI(store: store, configuration: .init(maxPayloadBytes: configuration.maxPayloadBytes))
+        let router = api.buildRouter()
+        let application = Hummingbird.Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Herald"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+            logger: logger
+        )
+        return HeraldServer(application: application, store: store, generatedAdminToken: generated)
+    }
+
+    /// Opens the configured store; migrations run before this returns.
+    public static func openStore(_ configuration: HeraldConfiguration) throws -> any HeraldStore {
+        switch configuration.database {
+        case .sqliteMemory:
+            let key = SymmetricKey(size: .bits256)
+            return try SQLiteStore(path: ":memory:", configuration: .init(synchronous: configuration.sqliteSynchronous), sealer: AESGCMSealer(key: key))
+        case .sqliteFile(let path):
+            let key = try mainKey(configuration: configuration, databasePath: path)
+            do {
+                return try SQLiteStore(path: path, configuration: .init(synchronous: configuration.sqliteSynchronous), sealer: AESGCMSealer(key: key))
+            } catch let error as StoreError {
+                throw HeraldStartupError("--database: cannot open sqlite:\(path): \(error.message)")
+            }
+        case .postgres:
+            throw HeraldStartupError("--database: PostgreSQL is not supported by this build yet; use sqlite:PATH")
+        }
+    }
+
+    /// The main key: `HERALD_MAIN_KEY` (base64 or hex of 32 bytes), else `<database>.key` beside the
+    /// database, created with mode 0600 on first start.
+    static func mainKey(configuration: HeraldConfiguration, databasePath: String) throws -> SymmetricKey {
+        if let bytes = configuration.mainKey {
+            guard bytes.count == 32 else { throw HeraldStartupError("HERALD_MAIN_KEY must be 32 bytes in base64 or hex") }
+            return SymmetricKey(data: bytes)
+        }
+        let keyPath = databasePath + ".key"
+        let manager = FileManager.default
+        if manager.fileExists(atPath: keyPath) {
+            guard let data = manager.contents(atPath: keyPath), let decoded = Data(base64Encoded: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), decoded.count == 32 else {
+                throw HeraldStartupError("main key file \(keyPath) is unreadable or not 32 bytes of base64")
+            }
+            return SymmetricKey(data: decoded)
+        }
+        let key = SymmetricKey(size: .bits256)
+        let text = key.withUnsafeBytes { Data($0).base64EncodedString() } + "\n"
+        let directory = (keyPath as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !manager.fileExists(atPath: directory) {
+            throw HeraldStartupError("--database: directory \(directory) does not exist")
+        }
+        guard manager.createFile(atPath: keyPath, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw HeraldStartupError("cannot write the main key file \(keyPath)")
+        }
+        return key
+    }
+
+    /// Registers the given token, or makes one when no admin token exists yet. Returns a made token.
+    static func ensureAdminToken(store: any HeraldStore, given: String?) async throws -> String? {
+        if let given {
+            let hash = APITokenText.hash(given)
+            if try await store.token(hash: hash) == nil {
+                try await store.createToken(APIToken(hash: hash, scope: .admin))
+            }
+            return nil
+        }
+        guard try await store.adminTokenCount() == 0 else { return nil }
+        let token = APITokenText.generate()
+        try await store.createToken(APIToken(hash: APITokenText.hash(token), scope: .admin))
+        return token
+    }
+}

@@ -1,0 +1,181 @@
+import ArgumentParser
+import Foundation
+import HeraldApp
+import Hummingbird
+import Logging
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run Herald: the Svix-compatible API on a durable store.",
+        discussion: """
+        Every setting comes from its flag, else its HERALD_* environment variable, else the default.
+        With no --token and no admin token stored, the first start prints a new admin token once.
+        Examples:
+          herald serve
+          herald serve --database sqlite:/var/lib/herald/herald.sqlite --host 0.0.0.0 --port 8071
+        """
+    )
+
+    @Option(help: ArgumentHelp("sqlite:PATH, sqlite::memory: or postgres://… [HERALD_DATABASE, default sqlite:herald.sqlite]", valueName: "url"))
+    var database: String?
+
+    @Option(help: ArgumentHelp("Address to listen on [HERALD_HOST, default 127.0.0.1].", valueName: "host"))
+    var host: String?
+
+    @Option(help: ArgumentHelp("Port to listen on; 0 picks a free one and prints it [HERALD_PORT, default 8071].", valueName: "port"))
+    var port: String?
+
+    @Option(help: ArgumentHelp("An admin API token to accept; stored hashed [HERALD_TOKEN].", valueName: "token"))
+    var token: String?
+
+    @Option(help: ArgumentHelp("all, api or worker [HERALD_ROLE, default all].", valueName: "role"))
+    var role: String?
+
+    @Option(name: .customLong("retry-schedule"), help: ArgumentHelp("Seconds between attempts, comma-separated [HERALD_RETRY_SCHEDULE, default 5,300,1800,7200,18000,36000,36000].", valueName: "list"))
+    var retrySchedule: String?
+
+    @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Seconds an attempt may take [HERALD_REQUEST_TIMEOUT, default 30].", valueName: "seconds"))
+    var requestTimeout: String?
+
+    @Option(name: .customLong("allow-network"), help: ArgumentHelp("A CIDR deliveries may reach although private or loopback (repeatable) [HERALD_ALLOW_NETWORK, comma-separated].", valueName: "cidr"))
+    var allowNetwork: [String] = []
+
+    @Option(name: .customLong("sqlite-synchronous"), help: ArgumentHelp("full (durable, default) or normal [HERALD_SQLITE_SYNCHRONOUS].", valueName: "mode"))
+    var sqliteSynchronous: String?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error [HERALD_LOG_LEVEL, default info].", valueName: "level"))
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let settings = try ServeSettings.resolve(command: self, environment: environment)
+        var logger = Logger(label: "herald")
+        logger.logLevel = settings.logLevel
+
+        let server: HeraldServer
+        do {
+            server = try await HeraldServer.build(configuration: settings.configuration, logger: logger) { port in
+                printFlushed("Herald listening on http://\(settings.configuration.host):\(port)")
+            }
+        } catch let error as HeraldStartupError {
+            throw CLIError(error.description)
+        }
+        if let token = server.generatedAdminToken {
+            printFlushed("Admin token (shown once, store it now): \(token)")
+        }
+        if settings.configuration.role == .worker {
+            logger.notice("role 'worker' has no API; the delivery engine is not part of this build yet")
+        }
+        do {
+            try await server.application.runService()
+        } catch {
+            throw CLIError("cannot serve on \(settings.configuration.host):\(settings.configuration.port): \(error)")
+        }
+    }
+}
+
+/// Resolves each setting: flag, then `HERALD_*` variable, then default; validates every one.
+struct ServeSettings {
+    var configuration: HeraldConfiguration
+    var logLevel: Logger.Level
+
+    static func resolve(command: ServeCommand, environment: [String: String]) throws -> ServeSettings {
+        func value(_ flag: String?, _ variable: String) -> (String, String)? {
+            if let flag { return (flag, "--" + variable.dropFirst("HERALD_".count).lowercased().replacingOccurrences(of: "_", with: "-")) }
+            if let env = environment[variable], !env.isEmpty { return (env, variable) }
+            return nil
+        }
+        var configuration = HeraldConfiguration()
+        if let (text, _) = value(command.database, "HERALD_DATABASE") {
+            do { configuration.database = try DatabaseLocation(parsing: text) } catch let error as HeraldStartupError { throw CLIError(error.description) }
+        }
+        if let (text, name) = value(command.host, "HERALD_HOST") {
+            guard !text.isEmpty, !text.contains(" ") else { throw CLIError("\(name): '\(text)' is not a host name or address") }
+            configuration.host = text
+        }
+        if let (text, name) = value(command.port, "HERALD_PORT") {
+            guard let port = Int(text), (0...65535).contains(port) else { throw CLIError("\(name): '\(text)' is not a port (0-65535)") }
+            configuration.port = port
+        }
+        if let (text, name) = value(command.token, "HERALD_TOKEN") {
+            guard text.count >= 8, !text.contains(where: \.isWhitespace) else { throw CLIError("\(name): a token needs at least 8 characters and no spaces") }
+            configuration.token = text
+        }
+        if let (text, name) = value(command.role, "HERALD_ROLE") {
+            guard let role = HeraldRole(rawValue: text) else { throw CLIError("\(name): '\(text)' is not one of all, api, worker") }
+            configuration.role = role
+        }
+        if let (text, name) = value(command.retrySchedule, "HERALD_RETRY_SCHEDULE") {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let seconds = parts.compactMap { Int($0) }
+            guard !parts.isEmpty, seconds.count == parts.count, seconds.allSatisfy({ $0 >= 0 && $0 <= 7 * 86400 }) else {
+                throw CLIError("\(name): '\(text)' is not a comma-separated list of seconds (0 to 604800)")
+            }
+            configuration.retrySchedule = seconds
+        }
+        if let (text, name) = value(command.requestTimeout, "HERALD_REQUEST_TIMEOUT") {
+            guard let seconds = Double(text), seconds > 0, seconds <= 300 else { throw CLIError("\(name): '\(text)' is not a number of seconds between 0 and 300") }
+            configuration.requestTimeout = seconds
+        }
+        var networks = command.allowNetwork
+        if networks.isEmpty, let env = environment["HERALD_ALLOW_NETWORK"], !env.isEmpty {
+            networks = env.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        for network in networks where !CIDRSyntax.isValid(network) {
+            throw CLIError("--allow-network: '\(network)' is not a CIDR such as 127.0.0.0/8 or ::1/128")
+        }
+        configuration.allowedNetworks = networks
+        if let (text, name) = value(command.sqliteSynchronous, "HERALD_SQLITE_SYNCHRONOUS") {
+            guard let mode = HeraldConfiguration().sqliteSynchronous.allCasesMatching(text) else { throw CLIError("\(name): '\(text)' is not full or normal") }
+            configuration.sqliteSynchronous = mode
+        }
+        if let key = environment["HERALD_MAIN_KEY"], !key.isEmpty {
+            let trimmed = key.trimmingCharacters(in: .whitespacesAndNewlines)
+            if let data = Data(base64Encoded: trimmed), data.count == 32 {
+                configuration.mainKey = [UInt8](data)
+            } else if trimmed.count == 64, let bytes = hexBytes(trimmed) {
+                configuration.mainKey = bytes
+            } else {
+                throw CLIError("HERALD_MAIN_KEY: expected 32 bytes in base64 or 64 hex digits")
+            }
+        }
+        var level = Logger.Level.info
+        if let (text, name) = value(command.logLevel, "HERALD_LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: text.lowercased()) else { throw CLIError("\(name): '\(text)' is not a log level") }
+            level = parsed
+        }
+        return ServeSettings(configuration: configuration, logLevel: level)
+    }
+
+    static func hexBytes(_ text: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(index, offsetBy: 2)
+            guard let byte = UInt8(text[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        return bytes
+    }
+}
+
+extension HeraldSQLiteSynchronous {
+    func allCasesMatching(_ text: String) -> Self? { Self.allCases.first { $0.rawValue == text.lowercased() } }
+}
+
+/// Checks CIDR notation (`a.b.c.d/n` or an IPv6 address with `/n`).
+enum CIDRSyntax {
+    static func isValid(_ text: String) -> Bool {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let prefix = Int(parts[1]) else { return false }
+        let address = String(parts[0])
+        if address.contains(":") {
+            var storage = in6_addr()
+            return prefix >= 0 && prefix <= 128 && inet_pton(AF_INET6, address, &storage) == 1
+        }
+        var storage = in_addr()
+        return prefix >= 0 && prefix <= 32 && inet_pton(AF_INET, address, &storage) == 1
+    }
+}

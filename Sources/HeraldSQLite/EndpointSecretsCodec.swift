@@ -1,0 +1,47 @@
+import Foundation
+import HeraldCore
+
+/// Turns an endpoint's secrets into the bytes of its `secrets` column and back: JSON, sealed by the
+/// `SecretSealer` when there is one. Secret bytes are written nowhere else.
+struct EndpointSecretsCodec: Sendable {
+    let sealer: (any SecretSealer)?
+
+    /// The stored form of one secret.
+    private struct StoredSecret: Codable {
+        var key: String
+        var expiresAt: Double?
+    }
+
+    /// The column value and whether it is sealed.
+    func seal(_ secrets: [EndpointSecret]) throws -> (bytes: [UInt8], sealed: Bool) {
+        let stored = secrets.map { StoredSecret(key: Data($0.key).base64EncodedString(), expiresAt: $0.expiresAt?.storedValue) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let plain = [UInt8](try encoder.encode(stored))
+        guard let sealer else { return (plain, false) }
+        do {
+            return (try sealer.seal(plain), true)
+        } catch {
+            throw StoreError(.unavailable, "endpoint secrets could not be sealed")
+        }
+    }
+
+    func open(_ bytes: [UInt8], sealed: Bool) throws -> [EndpointSecret] {
+        var plain = bytes
+        if sealed {
+            guard let sealer else { throw StoreError(.corrupt, "endpoint secrets are sealed and no sealer is configured") }
+            do {
+                plain = try sealer.open(bytes)
+            } catch {
+                throw StoreError(.corrupt, "endpoint secrets could not be unsealed")
+            }
+        }
+        guard let stored = try? JSONDecoder().decode([StoredSecret].self, from: Data(plain)) else {
+            throw StoreError(.corrupt, "endpoint secrets could not be read back")
+        }
+        return try stored.map { secret in
+            guard let key = Data(base64Encoded: secret.key) else { throw StoreError(.corrupt, "endpoint secrets could not be read back") }
+            return EndpointSecret(key: [UInt8](key), expiresAt: secret.expiresAt.map(Date.init(storedValue:)))
+        }
+    }
+}

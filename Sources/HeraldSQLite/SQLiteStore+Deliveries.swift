@@ -1,0 +1,219 @@
+import Foundation
+import GRDB
+import HeraldCore
+
+extension SQLiteStore {
+    /// Inserts the delivery, or replaces the stored state of the same message and endpoint.
+    static func upsert(_ delivery: Delivery, in db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, last_attempt_at,
+                                    lease_expires_at, trigger_type, event_type, channels, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
+                app_id = excluded.app_id, status = excluded.status, attempt_count = excluded.attempt_count,
+                next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
+                lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
+                event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
+            """, arguments: [delivery.messageID.rawValue, delivery.endpointID.rawValue, delivery.appID.rawValue,
+                             delivery.status.rawValue, delivery.attemptCount, delivery.nextAttemptAt?.storedValue,
+                             delivery.lastAttemptAt?.storedValue, delivery.leaseExpiresAt?.storedValue,
+                             delivery.trigger.rawValue, delivery.eventType, try SQLiteCoding.optionalJSON(delivery.channels),
+                             delivery.createdAt.storedValue])
+    }
+
+    // MARK: Attempts
+
+    public func listAttempts(app: ApplicationID, filter: AttemptFilter, _ page: PageRequest) async throws -> Page<Attempt> {
+        let paging = SQLPaging(page)
+        return try await read { db in
+            var query = SQLQuery("SELECT * FROM attempts")
+            query.require("attempts.app_id = ?", app.rawValue)
+            if let endpoint = filter.endpointID { query.require("attempts.endpoint_id = ?", endpoint.rawValue) }
+            if let message = filter.messageID { query.require("attempts.message_id = ?", message.rawValue) }
+            if let status = filter.status { query.require("attempts.status = ?", status.rawValue) }
+            if let codeClass = filter.statusCodeClass {
+                query.require("(attempts.response_status_code / 100) * 100 = ?", codeClass)
+            }
+            query.filter(filter.message, table: "attempts")
+            paging.apply(to: &query, key: "attempts.id")
+            let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map(SQLiteCoding.attempt)
+            return paging.page(items) { $0.id.rawValue }
+        }
+    }
+
+    public func attempt(app: ApplicationID, message: MessageID, id: AttemptID) async throws -> Attempt? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM attempts WHERE id = ? AND app_id = ? AND message_id = ?",
+                             arguments: [id.rawValue, app.rawValue, message.rawValue]).map(SQLiteCoding.attempt)
+        }
+    }
+
+    public func expungeAttemptResponse(app: ApplicationID, message: MessageID, id: AttemptID) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE attempts SET response = '' WHERE id = ? AND app_id = ? AND message_id = ?",
+                           arguments: [id.rawValue, app.rawValue, message.rawValue])
+            guard db.changesCount > 0 else { throw StoreError.notFound("attempt") }
+        }
+    }
+
+    // MARK: Deliveries
+
+    public func listDeliveredMessages(app: ApplicationID, endpoint: EndpointID, status: DeliveryStatus?, filter: MessageFilter,
+                                      _ page: PageRequest) async throws -> Page<DeliveredMessage> {
+        let paging = SQLPaging(page)
+        return try await read { db in
+            var query = SQLQuery("""
+                SELECT d.*, m.id AS m_id, m.app_id AS m_app_id, m.event_id AS m_event_id, m.event_type AS m_event_type,
+                       m.payload AS m_payload, m.channels AS m_channels, m.created_at AS m_created_at,
+                       m.payload_expires_at AS m_payload_expires_at
+                FROM deliveries d JOIN messages m ON m.id = d.message_id
+                """)
+            query.require("d.app_id = ?", app.rawValue)
+            query.require("d.endpoint_id = ?", endpoint.rawValue)
+            if let status { query.require("d.status = ?", status.rawValue) }
+            query.filter(filter, table: "m")
+            paging.apply(to: &query, key: "d.message_id")
+            let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map { row in
+                DeliveredMessage(delivery: try SQLiteCoding.delivery(row), message: try SQLiteCoding.message(row, prefix: "m_"))
+            }
+            return paging.page(items) { $0.message.id.rawValue }
+        }
+    }
+
+    public func listDestinations(app: ApplicationID, message: MessageID, _ page: PageRequest) async throws -> Page<MessageDestination> {
+        let paging = SQLPaging(page)
+        let codec = secrets
+        return try await read { db in
+            var query = SQLQuery("""
+                SELECT d.*, e.id AS e_id, e.app_id AS e_app_id, e.uid AS e_uid, e.url AS e_url, e.description AS e_description,
+                       e.disabled AS e_disabled, e.event_types AS e_event_types, e.channels AS e_channels,
+                       e.throttle_rate AS e_throttle_rate, e.metadata AS e_metadata, e.headers AS e_headers,
+                       e.secrets AS e_secrets, e.secrets_sealed AS e_secrets_sealed, e.created_at AS e_created_at,
+                       e.updated_at AS e_updated_at, e.failing_since AS e_failing_since
+                FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+                """)
+            query.require("d.app_id = ?", app.rawValue)
+            query.require("d.message_id = ?", message.rawValue)
+            paging.apply(to: &query, key: "d.endpoint_id")
+            let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map { row in
+                MessageDestination(delivery: try SQLiteCoding.delivery(row),
+                                   endpoint: try SQLiteCoding.endpoint(row, prefix: "e_", secrets: codec))
+            }
+            return paging.page(items) { $0.endpoint.id.rawValue }
+        }
+    }
+
+    public func endpointStats(app: ApplicationID, endpoint: EndpointID, since: Date?, until: Date?) async throws -> EndpointStats {
+        try await read { db in
+            var query = SQLQuery("SELECT status, COUNT(*) AS n FROM deliveries")
+            query.require("app_id = ?", app.rawValue)
+            query.require("endpoint_id = ?", endpoint.rawValue)
+            if let since { query.require("created_at >= ?", since.storedValue) }
+            if let until { query.require("created_at <= ?", until.storedValue) }
+            query.suffix = " GROUP BY status"
+            var stats = EndpointStats()
+            for row in try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments) {
+                let count: Int = row["n"]
+                switch try SQLiteCoding.status(row, "status") {
+                case .success: stats.success += count
+                case .pending: stats.pending += count
+                case .fail: stats.fail += count
+                case .sending: stats.sending += count
+                }
+            }
+            return stats
+        }
+    }
+
+    public func resend(app: ApplicationID, message: MessageID, endpoint: EndpointID, now: Date) async throws {
+        try await write { db in
+            guard let stored = try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE id = ? AND app_id = ?",
+                                                arguments: [message.rawValue, app.rawValue]).map({ try SQLiteCoding.message($0) }) else {
+                throw StoreError.notFound("message")
+            }
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?",
+                                    arguments: [endpoint.rawValue, app.rawValue]) != nil else {
+                throw StoreError.notFound("endpoint")
+            }
+            var delivery = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE message_id = ? AND endpoint_id = ?",
+                                            arguments: [message.rawValue, endpoint.rawValue]).map(SQLiteCoding.delivery)
+                ?? Delivery(messageID: message, endpointID: endpoint, appID: app, nextAttemptAt: now,
+                            eventType: stored.eventType, channels: stored.channels, createdAt: stored.createdAt)
+            delivery.status = .pending
+            delivery.nextAttemptAt = now
+            delivery.leaseExpiresAt = nil
+            delivery.trigger = .manual
+            try Self.upsert(delivery, in: db)
+        }
+    }
+
+    public func recover(app: ApplicationID, endpoint: EndpointID, since: Date, until: Date?, now: Date) async throws -> Int {
+        try await write { db in
+            var sql = """
+                UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_expires_at = NULL, trigger_type = ?, attempt_count = 0
+                WHERE app_id = ? AND endpoint_id = ? AND status = ? AND created_at >= ?
+                """
+            var arguments: StatementArguments = [DeliveryStatus.pending.rawValue, now.storedValue, TriggerType.scheduled.rawValue,
+                                                 app.rawValue, endpoint.rawValue, DeliveryStatus.fail.rawValue, since.storedValue]
+            if let until {
+                sql += " AND created_at <= ?"
+                arguments += [until.storedValue]
+            }
+            try db.execute(sql: sql, arguments: arguments)
+            return db.changesCount
+        }
+    }
+
+    public func delivery(message: MessageID, endpoint: EndpointID) async throws -> Delivery? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE message_id = ? AND endpoint_id = ?",
+                             arguments: [message.rawValue, endpoint.rawValue]).map(SQLiteCoding.delivery)
+        }
+    }
+
+    // MARK: The delivery queue
+
+    public func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
+        guard limit > 0 else { return [] }
+        // One write transaction: SQLite has a single writer, so no other claim runs in between.
+        return try await write { db in
+            let due = try Row.fetchAll(db, sql: """
+                SELECT * FROM deliveries
+                WHERE (status = ? AND next_attempt_at <= ?) OR (status = ? AND lease_expires_at < ?)
+                ORDER BY next_attempt_at, message_id, endpoint_id
+                LIMIT ?
+                """, arguments: [DeliveryStatus.pending.rawValue, now.storedValue, DeliveryStatus.sending.rawValue,
+                                 now.storedValue, limit]).map(SQLiteCoding.delivery)
+            return try due.map { delivery in
+                var claimed = delivery
+                claimed.status = .sending
+                claimed.leaseExpiresAt = leaseUntil
+                try db.execute(sql: """
+                    UPDATE deliveries SET status = ?, lease_expires_at = ? WHERE message_id = ? AND endpoint_id = ?
+                    """, arguments: [DeliveryStatus.sending.rawValue, leaseUntil.storedValue,
+                                     delivery.messageID.rawValue, delivery.endpointID.rawValue])
+                return claimed
+            }
+        }
+    }
+
+    public func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws {
+        try await write { db in
+            // The endpoint or message may have been deleted while the attempt was in flight: then
+            // there is nothing left to record it against.
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE id = ?", arguments: [delivery.endpointID.rawValue]) != nil,
+                  try Bool.fetchOne(db, sql: "SELECT 1 FROM messages WHERE id = ?", arguments: [delivery.messageID.rawValue]) != nil
+            else { return }
+            try db.execute(sql: """
+                INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
+                                      response_duration_ms, status, trigger_type, event_type, channels, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [attempt.id.rawValue, attempt.messageID.rawValue, attempt.endpointID.rawValue,
+                                 attempt.appID.rawValue, attempt.url, attempt.responseStatusCode, attempt.response,
+                                 attempt.responseDurationMs, attempt.status.rawValue, attempt.triggerType.rawValue,
+                                 attempt.eventType, try SQLiteCoding.optionalJSON(attempt.channels),
+                                 attempt.createdAt.storedValue])
+            try Self.upsert(delivery, in: db)
+        }
+    }
+}

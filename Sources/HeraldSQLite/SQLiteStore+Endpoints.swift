@@ -1,0 +1,86 @@
+import Foundation
+import GRDB
+import HeraldCore
+
+extension SQLiteStore {
+    public func createEndpoint(_ endpoint: Endpoint) async throws {
+        let sealed = try secrets.seal(endpoint.secrets)
+        try await write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM applications WHERE id = ?", arguments: [endpoint.appID.rawValue]) != nil else {
+                throw StoreError.notFound("application")
+            }
+            if let uid = endpoint.uid,
+               try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE app_id = ? AND uid = ?",
+                                 arguments: [endpoint.appID.rawValue, uid]) != nil {
+                throw StoreError.conflict("an endpoint with uid '\(uid)' already exists")
+            }
+            try db.execute(sql: """
+                INSERT INTO endpoints (uid, url, description, disabled, event_types, channels, throttle_rate,
+                                       metadata, headers, secrets, secrets_sealed, created_at, updated_at, failing_since,
+                                       id, app_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: try Self.endpointValues(endpoint, sealed: sealed) + [endpoint.id.rawValue, endpoint.appID.rawValue])
+        }
+    }
+
+    public func endpoint(app: ApplicationID, ref: String) async throws -> Endpoint? {
+        let codec = secrets
+        return try await read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT * FROM endpoints WHERE id = ? AND app_id = ?", arguments: [ref, app.rawValue])
+                ?? Row.fetchOne(db, sql: "SELECT * FROM endpoints WHERE app_id = ? AND uid = ?", arguments: [app.rawValue, ref])
+            return try row.map { try SQLiteCoding.endpoint($0, secrets: codec) }
+        }
+    }
+
+    public func listEndpoints(app: ApplicationID, _ page: PageRequest) async throws -> Page<Endpoint> {
+        let paging = SQLPaging(page)
+        let codec = secrets
+        return try await read { db in
+            var query = SQLQuery("SELECT * FROM endpoints")
+            query.require("app_id = ?", app.rawValue)
+            paging.apply(to: &query, key: "id")
+            let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments)
+                .map { try SQLiteCoding.endpoint($0, secrets: codec) }
+            return paging.page(items) { $0.id.rawValue }
+        }
+    }
+
+    public func updateEndpoint(_ endpoint: Endpoint) async throws {
+        let sealed = try secrets.seal(endpoint.secrets)
+        try await write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?",
+                                    arguments: [endpoint.id.rawValue, endpoint.appID.rawValue]) != nil else {
+                throw StoreError.notFound("endpoint")
+            }
+            if let uid = endpoint.uid,
+               try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE app_id = ? AND uid = ? AND id <> ?",
+                                 arguments: [endpoint.appID.rawValue, uid, endpoint.id.rawValue]) != nil {
+                throw StoreError.conflict("an endpoint with uid '\(uid)' already exists")
+            }
+            try db.execute(sql: """
+                UPDATE endpoints SET uid = ?, url = ?, description = ?, disabled = ?, event_types = ?, channels = ?,
+                    throttle_rate = ?, metadata = ?, headers = ?, secrets = ?, secrets_sealed = ?, created_at = ?,
+                    updated_at = ?, failing_since = ?
+                WHERE id = ? AND app_id = ?
+                """, arguments: try Self.endpointValues(endpoint, sealed: sealed)
+                    + [endpoint.id.rawValue, endpoint.appID.rawValue])
+        }
+    }
+
+    public func deleteEndpoint(app: ApplicationID, id: EndpointID) async throws {
+        try await write { db in
+            // Foreign keys cascade to the endpoint's deliveries and attempts.
+            try db.execute(sql: "DELETE FROM endpoints WHERE id = ? AND app_id = ?", arguments: [id.rawValue, app.rawValue])
+            guard db.changesCount > 0 else { throw StoreError.notFound("endpoint") }
+        }
+    }
+
+    /// The values of every column but id and app_id, in the order of the UPDATE statement.
+    private static func endpointValues(_ endpoint: Endpoint, sealed: (bytes: [UInt8], sealed: Bool)) throws -> StatementArguments {
+        [endpoint.uid, endpoint.url, endpoint.description, endpoint.disabled,
+         try SQLiteCoding.optionalJSON(endpoint.eventTypes), try SQLiteCoding.optionalJSON(endpoint.channels),
+         endpoint.throttleRate, try SQLiteCoding.json(endpoint.metadata), try SQLiteCoding.json(endpoint.headers),
+         Data(sealed.bytes), sealed.sealed, endpoint.createdAt.storedValue, endpoint.updatedAt.storedValue,
+         endpoint.failingSince?.storedValue]
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import GRDB
+import HeraldCore
+
+extension SQLiteStore {
+    public func createEventType(_ eventType: EventType) async throws {
+        try await write { db in
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM event_types WHERE name = ?", arguments: [eventType.name]) != nil {
+                throw StoreError.conflict("event type '\(eventType.name)' already exists")
+            }
+            try db.execute(sql: """
+                INSERT INTO event_types (description, archived, deprecated, schemas, feature_flag, created_at, updated_at, name)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: Self.eventTypeValues(eventType))
+        }
+    }
+
+    public func eventType(name: String) async throws -> EventType? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM event_types WHERE name = ?", arguments: [name]).map(SQLiteCoding.eventType)
+        }
+    }
+
+    public func listEventTypes(_ page: PageRequest, includeArchived: Bool) async throws -> Page<EventType> {
+        let paging = SQLPaging(page)
+        return try await read { db in
+            var query = SQLQuery("SELECT * FROM event_types")
+            if !includeArchived { query.conditions.append("archived = 0") }
+            paging.apply(to: &query, key: "name")
+            let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map(SQLiteCoding.eventType)
+            return paging.page(items) { $0.name }
+        }
+    }
+
+    public func updateEventType(_ eventType: EventType) async throws {
+        try await write { db in
+            try db.execute(sql: """
+                UPDATE event_types SET description = ?, archived = ?, deprecated = ?, schemas = ?, feature_flag = ?,
+                    created_at = ?, updated_at = ?
+                WHERE name = ?
+                """, arguments: Self.eventTypeValues(eventType))
+            guard db.changesCount > 0 else { throw StoreError.notFound("event type") }
+        }
+    }
+
+    public func deleteEventType(name: String) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM event_types WHERE name = ?", arguments: [name])
+            guard db.changesCount > 0 else { throw StoreError.notFound("event type") }
+        }
+    }
+
+    private static func eventTypeValues(_ eventType: EventType) -> StatementArguments {
+        [eventType.description, eventType.archived, eventType.deprecated, eventType.schemas.map { Data($0) },
+         eventType.featureFlag, eventType.createdAt.storedValue, eventType.updatedAt.storedValue, eventType.name]
+    }
+}
