@@ -113,6 +113,7 @@ var targets: [Target] = [
             "HeraldCore",
             "HeraldSQLite",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ],
         swiftSettings: swiftSettings
     ),

@@ -81,8 +81,8 @@ struct MessageController {
                               createdAt: now, payloadExpiresAt: now.addingTimeInterval(TimeInterval(retentionDays) * 86400))
         // The answer is known before the write, so the idempotency record commits with the message.
         var record: IdempotencyRecord?
+        let bytes = try APIJSON.encode(MessageOut(message: message), rawMembers: MessageOut.rawMembers(message, withContent: withContent))
         if let key = context.idempotencyKey {
-            let bytes = try APIJSON.encode(MessageOut(message: message), rawMembers: MessageOut.rawMembers(message, withContent: withContent))
             record = IdempotencyRecord(key: key, statusCode: 202, body: bytes, createdAt: now, expiresAt: now.addingTimeInterval(IdempotencyMiddleware.lifetime))
         }
         let result: PublishResult
@@ -100,7 +100,10 @@ struct MessageController {
             "herald.message.id": "\(result.message.id)", "herald.app.id": "\(result.message.appID)",
             "herald.deliveries": "\(result.deliveries.count)",
         ])
-        return try Self.response(result.message, status: .accepted, withContent: withContent)
+        guard result.message.appID == message.appID else {
+            return try Self.response(result.message, status: .accepted, withContent: withContent)
+        }
+        return APIResponse.json(.accepted, bytes)
     }
 
     static func messageFilter(_ query: inout QueryReader) -> MessageFilter {

@@ -154,9 +154,9 @@ def test_health(svix, server):
 
 def test_application_create_and_get_by_id_and_uid(svix):
     app_uid = uid("app")
-    created = svix.application.create(ApplicationIn(name="Acme", uid=app_uid, metadata={"tier": "gold"}))
+    created = svix.application.create(ApplicationIn(name="Acme", uid=app_uid, metadata={"tier": "gold"}, throttle_rate=5))
     assert created.id.startswith("app_")
-    assert (created.name, created.uid, created.metadata) == ("Acme", app_uid, {"tier": "gold"})
+    assert (created.name, created.uid, created.metadata, created.throttle_rate) == ("Acme", app_uid, {"tier": "gold"}, 5)
     assert aware(created.created_at) and aware(created.updated_at)
     assert abs((created.created_at - datetime.now(timezone.utc)).total_seconds()) < 60
     by_id = svix.application.get(created.id)
@@ -225,6 +225,7 @@ def test_application_delete(svix):
 def test_application_validation_is_422(svix):
     expect_validation_error(svix.application.create, ApplicationIn(name=""))
     expect_validation_error(svix.application.create, ApplicationIn(name="Bad uid", uid="not a valid uid!"))
+    expect_validation_error(svix.application.list, ApplicationListOptions(limit=251))
 
 
 def test_application_list_paginates_in_both_orders(server_factory):
@@ -254,11 +255,11 @@ def test_endpoint_create_get_list(svix, app):
     svix.event_type.create(EventTypeIn(name=event, description="A user was created"))
     ep_uid = uid("ep")
     created = endpoint(svix, app.id, url="http://127.0.0.1:9/users", description="Users", uid=ep_uid,
-                       event_types=[event], channels=["project-1"], metadata={"team": "core"}, secret=SECRET)
+                       event_types=[event], channels=["project-1"], metadata={"team": "core"}, secret=SECRET, throttle_rate=7)
     assert created.id.startswith("ep_")
     assert (created.url, created.description, created.uid) == ("http://127.0.0.1:9/users", "Users", ep_uid)
     assert created.event_types == [event] and created.channels == ["project-1"]
-    assert created.metadata == {"team": "core"} and not created.disabled
+    assert created.metadata == {"team": "core"} and not created.disabled and created.throttle_rate == 7
     assert aware(created.created_at)
     assert svix.endpoint.get(app.id, created.id) == created
     assert svix.endpoint.get(app.uid, ep_uid) == created
@@ -328,7 +329,7 @@ def test_endpoint_rotate_secret(svix, app):
     assert svix.endpoint.get_secret(app.id, created.id).key == generated.key
 
 
-def test_endpoint_headers_set_get_patch(svix, app):
+def test_endpoint_headers_set_get_patch(svix, server, app):
     created = endpoint(svix, app.id)
     assert svix.endpoint.get_headers(app.id, created.id).headers == {}
     svix.endpoint.set_headers(app.id, created.id, EndpointHeadersIn(headers={"X-Tenant": "acme", "X-Other": "1"}))
@@ -336,6 +337,10 @@ def test_endpoint_headers_set_get_patch(svix, app):
     assert got.headers == {"X-Tenant": "acme", "X-Other": "1"} and got.sensitive == []
     svix.endpoint.patch_headers(app.id, created.id, EndpointHeadersPatchIn(headers={"X-New": "2"}, delete_headers=["X-Other"]))
     assert svix.endpoint.get_headers(app.id, created.id).headers == {"X-Tenant": "acme", "X-New": "2"}
+    # The OpenAPI document's way to delete in a PATCH: a null value.
+    assert server.request("PATCH", f"/api/v1/app/{app.id}/endpoint/{created.id}/headers",
+                          json={"headers": {"X-New": None, "X-Third": "3"}}).status_code == 204
+    assert svix.endpoint.get_headers(app.id, created.id).headers == {"X-Tenant": "acme", "X-Third": "3"}
     # PUT replaces the whole set.
     svix.endpoint.set_headers(app.id, created.id, EndpointHeadersIn(headers={"X-Only": "3"}))
     assert svix.endpoint.get_headers(app.id, created.id).headers == {"X-Only": "3"}
@@ -348,12 +353,12 @@ def test_endpoint_headers_set_get_patch(svix, app):
 
 
 def test_endpoint_stats_count_pending_deliveries(svix, app):
-    created = endpoint(svix, app.id)
+    created = endpoint(svix, app.id, uid=uid("ep"))
     stats = svix.endpoint.get_stats(app.id, created.id)
     assert (stats.success, stats.pending, stats.sending, stats.fail, stats.canceled) == (0, 0, 0, 0, 0)
     for i in range(2):
         svix.message.create(app.id, MessageIn(event_type="thing.happened", payload={"i": i}))
-    stats = svix.endpoint.get_stats(app.id, created.uid or created.id)
+    stats = svix.endpoint.get_stats(app.id, created.uid)
     assert (stats.success, stats.pending, stats.fail) == (0, 2, 0)
 
 
