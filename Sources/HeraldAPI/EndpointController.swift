@@ -7,6 +7,7 @@ import WebhookSignature
 /// send-example, recover.
 struct EndpointController {
     let store: any HeraldStore
+    let onNewWork: @Sendable () -> Void
 
     /// Old secrets kept signing during rotation, at most.
     static let maxOldSecrets = 10
@@ -276,6 +277,7 @@ struct EndpointController {
         let payload = try await examplePayload(for: eventType)
         let message = Message(appID: app.id, eventType: eventType, payload: payload)
         let result = try await store.publish(PublishRequest(message: message, onlyEndpoint: endpoint.id))
+        onNewWork()
         return try APIResponse.json(.ok, MessageOut(message: result.message), rawMembers: MessageOut.rawMembers(result.message, withContent: true))
     }
 
@@ -302,6 +304,7 @@ struct EndpointController {
         try body.finish()
         let now = Date()
         let count = try await store.recover(app: app.id, endpoint: endpoint.id, since: since ?? now, until: until, now: now)
+        if count > 0 { onNewWork() }
         context.logger.info("recover queued", metadata: ["herald.endpoint.id": "\(endpoint.id)", "herald.recover.count": "\(count)"])
         struct RecoverOut: Encodable { let id: String; let status: String; let task: String; let updatedAt: Date }
         return try APIResponse.json(.accepted, RecoverOut(id: "qtask_" + String(MessageID.generate().rawValue.dropFirst(4)), status: "running", task: "endpoint.recover", updatedAt: now))

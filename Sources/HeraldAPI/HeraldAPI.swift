@@ -15,10 +15,13 @@ public struct HeraldAPI: Sendable {
         public var maxPayloadBytes: Int
         /// The base URL shown in app-portal links; the request's host when nil.
         public var publicURL: String?
+        /// Called after a publish, resend or recover commits: wakes the dispatcher.
+        public var onNewWork: @Sendable () -> Void
 
-        public init(maxPayloadBytes: Int = 1 << 20, publicURL: String? = nil) {
+        public init(maxPayloadBytes: Int = 1 << 20, publicURL: String? = nil, onNewWork: @escaping @Sendable () -> Void = {}) {
             self.maxPayloadBytes = maxPayloadBytes
             self.publicURL = publicURL
+            self.onNewWork = onNewWork
         }
     }
 
@@ -41,9 +44,9 @@ public struct HeraldAPI: Sendable {
             .add(middleware: AuthenticationMiddleware(store: store))
             .add(middleware: IdempotencyMiddleware(store: store, locks: locks))
         ApplicationController(store: store).register(on: authenticated)
-        EndpointController(store: store).register(on: authenticated)
+        EndpointController(store: store, onNewWork: configuration.onNewWork).register(on: authenticated)
         EventTypeController(store: store).register(on: authenticated)
-        MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes).register(on: authenticated)
+        MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: configuration.onNewWork).register(on: authenticated)
         AttemptController(store: store).register(on: authenticated)
         AuthController(store: store, publicURL: configuration.publicURL).register(on: authenticated)
     }

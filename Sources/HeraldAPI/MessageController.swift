@@ -1,12 +1,14 @@
 import Foundation
 import HeraldCore
 import Hummingbird
+import Metrics
 
 /// `/api/v1/app/{app}/msg`: publish, list, get by id or eventId, expunge content; plus the
 /// message's destinations, attempts and resend.
 struct MessageController {
     let store: any HeraldStore
     let maxPayloadBytes: Int
+    let onNewWork: @Sendable () -> Void
 
     func register(on group: RouterGroup<APIRequestContext>) {
         group.post("app/:app_id/msg", use: create)
@@ -96,6 +98,8 @@ struct MessageController {
             if let eventID { throw APIError.conflict("A message with eventId '\(eventID)' already exists") }
             throw error
         }
+        Counter(label: "herald_messages_published_total").increment()
+        if !result.deliveries.isEmpty { onNewWork() }
         context.logger.debug("message published", metadata: [
             "herald.message.id": "\(result.message.id)", "herald.app.id": "\(result.message.appID)",
             "herald.deliveries": "\(result.deliveries.count)",
@@ -157,6 +161,7 @@ struct MessageController {
             throw APIError.notFound("Endpoint")
         }
         try await store.resend(app: app.id, message: message.id, endpoint: endpoint.id, now: Date())
+        onNewWork()
         return APIResponse.empty(.accepted)
     }
 

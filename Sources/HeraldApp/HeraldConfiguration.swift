@@ -72,6 +72,11 @@ public struct HeraldConfiguration: Sendable {
     public var sqliteSynchronous: SQLiteStore.Configuration.Synchronous = .full
     /// Largest message payload, in bytes.
     public var maxPayloadBytes = 1 << 20
+    /// Send `svix-*` signature headers as well as `webhook-*`.
+    public var sendSvixHeaders = false
+    /// Attempts in flight at once, and per endpoint.
+    public var deliveryConcurrency = 64
+    public var perEndpointConcurrency = 8
 
     public init() {}
 }

@@ -1,6 +1,10 @@
 import Crypto
 import Foundation
 import HeraldAPI
+import HeraldDelivery
+import NIOCore
+import Prometheus
+import ServiceLifecycle
 import HeraldCore
 import HeraldSQLite
 import Hummingbird
@@ -23,23 +27,52 @@ public struct HeraldServer: Sendable {
     public let store: any HeraldStore
     /// The admin token made on this start, to show once; nil when one already existed or was given.
     public let generatedAdminToken: String?
+    /// The delivery engine, unless the role is `api`.
+    public let dispatcher: Dispatcher?
 
     public static func build(
         configuration: HeraldConfiguration,
         logger: Logger,
+        metrics: PrometheusCollectorRegistry? = nil,
+        transport: (any WebhookTransport)? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> HeraldServer {
         let store = try openStore(configuration)
         let generated = try await ensureAdminToken(store: store, given: configuration.token)
-        let api = HeraldAPI(store: store, configuration: .init(maxPayloadBytes: configuration.maxPayloadBytes))
+
+        var services: [any Service] = []
+        var dispatcher: Dispatcher?
+        if configuration.role != .api {
+            let networks = configuration.allowedNetworks.compactMap(CIDR.init)
+            let transport = transport ?? HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: networks))
+            var dispatcherConfiguration = Dispatcher.Configuration()
+            dispatcherConfiguration.processor.retryPolicy.schedule = configuration.retrySchedule.map(TimeInterval.init)
+            dispatcherConfiguration.processor.requestTimeout = configuration.requestTimeout
+            dispatcherConfiguration.processor.sendSvixHeaders = configuration.sendSvixHeaders
+            dispatcherConfiguration.leaseDuration = max(120, configuration.requestTimeout * 4)
+            dispatcherConfiguration.concurrency = configuration.deliveryConcurrency
+            dispatcherConfiguration.perEndpointConcurrency = configuration.perEndpointConcurrency
+            let created = Dispatcher(store: store, transport: transport, configuration: dispatcherConfiguration, logger: logger)
+            dispatcher = created
+            services.append(created)
+        }
+        let wakeup = dispatcher?.wakeup
+        let api = HeraldAPI(store: store, configuration: .init(maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: { wakeup?.signal() }))
         let router = api.buildRouter()
+        if let metrics {
+            router.get("metrics") { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                         body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+            }
+        }
         let application = Hummingbird.Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Herald"),
+            services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger
         )
-        return HeraldServer(application: application, store: store, generatedAdminToken: generated)
+        return HeraldServer(application: application, store: store, generatedAdminToken: generated, dispatcher: dispatcher)
     }
 
     /// Opens the configured store; migrations run before this returns.

@@ -3,6 +3,9 @@ import Foundation
 import HeraldApp
 import Hummingbird
 import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,6 +47,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("sqlite-synchronous"), help: ArgumentHelp("full (durable, default) or normal [HERALD_SQLITE_SYNCHRONOUS].", valueName: "mode"))
     var sqliteSynchronous: String?
 
+    @Flag(name: .customLong("svix-headers"), help: "Also send svix-id, svix-timestamp and svix-signature [HERALD_SVIX_HEADERS=1].")
+    var svixHeaders = false
+
+    @Option(name: .customLong("delivery-concurrency"), help: ArgumentHelp("Attempts in flight at once [HERALD_DELIVERY_CONCURRENCY, default 64].", valueName: "n"))
+    var deliveryConcurrency: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error [HERALD_LOG_LEVEL, default info].", valueName: "level"))
     var logLevel: String?
 
@@ -52,10 +61,12 @@ struct ServeCommand: AsyncParsableCommand {
         let settings = try ServeSettings.resolve(command: self, environment: environment)
         var logger = Logger(label: "herald")
         logger.logLevel = settings.logLevel
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         let server: HeraldServer
         do {
-            server = try await HeraldServer.build(configuration: settings.configuration, logger: logger) { port in
+            server = try await HeraldServer.build(configuration: settings.configuration, logger: logger, metrics: registry) { port in
                 printFlushed("Herald listening on http://\(settings.configuration.host):\(port)")
             }
         } catch let error as HeraldStartupError {
@@ -64,8 +75,11 @@ struct ServeCommand: AsyncParsableCommand {
         if let token = server.generatedAdminToken {
             printFlushed("Admin token (shown once, store it now): \(token)")
         }
-        if settings.configuration.role == .worker {
-            logger.notice("role 'worker' has no API; the delivery engine is not part of this build yet")
+        if settings.configuration.role == .worker, let dispatcher = server.dispatcher {
+            printFlushed("Herald worker started (no API)")
+            let group = ServiceGroup(services: [dispatcher], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            try await group.run()
+            return
         }
         do {
             try await server.application.runService()
@@ -139,6 +153,13 @@ struct ServeSettings {
             } else {
                 throw CLIError("HERALD_MAIN_KEY: expected 32 bytes in base64 or 64 hex digits")
             }
+        }
+        if command.svixHeaders || ["1", "true", "yes"].contains(environment["HERALD_SVIX_HEADERS"]?.lowercased() ?? "") {
+            configuration.sendSvixHeaders = true
+        }
+        if let (text, name) = value(command.deliveryConcurrency, "HERALD_DELIVERY_CONCURRENCY") {
+            guard let count = Int(text), (1...4096).contains(count) else { throw CLIError("\(name): '\(text)' is not a number from 1 to 4096") }
+            configuration.deliveryConcurrency = count
         }
         var level = Logger.Level.info
         if let (text, name) = value(command.logLevel, "HERALD_LOG_LEVEL") {

@@ -1,0 +1,31 @@
+import Metrics
+
+/// The dispatcher's metrics (swift-metrics; exported in Prometheus format by `GET /metrics`).
+public struct DeliveryMetrics: Sendable {
+    public init() {}
+
+    public func recordAttempt(status: DeliveryStatusLabel, statusCode: Int, outcome: TransportResponseOutcomeLabel, duration: Duration, publishToDelivery: Double?) {
+        let statusClass = statusCode == 0 ? "none" : "\(statusCode / 100)xx"
+        Counter(label: "herald_attempts_total", dimensions: [("outcome", status.label), ("status_class", statusClass)]).increment()
+        Timer(label: "herald_attempt_duration_seconds").recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        if let publishToDelivery {
+            Timer(label: "herald_publish_to_delivery_seconds").recordNanoseconds(Int64(publishToDelivery * 1e9))
+        }
+    }
+
+    public func endpointDisabled() {
+        Counter(label: "herald_endpoints_disabled_total").increment()
+    }
+
+    public func inFlight(_ count: Int) {
+        Gauge(label: "herald_deliveries_in_flight").record(count)
+    }
+}
+
+import HeraldCore
+public typealias DeliveryStatusLabel = DeliveryStatus
+public typealias TransportResponseOutcomeLabel = TransportResponse.Outcome
+
+extension DeliveryStatus {
+    var label: String { self == .success ? "success" : "failure" }
+}

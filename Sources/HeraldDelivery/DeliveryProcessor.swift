@@ -1,0 +1,172 @@
+import Foundation
+import HeraldCore
+import Logging
+import WebhookSignature
+
+/// Makes one attempt of one claimed delivery: signs the payload with every active key of the
+/// endpoint, sends it, records the attempt, and moves the delivery to succeeded, to its next
+/// attempt time, or to failed. Also disables endpoints that answer 410 or have failed for too long.
+public struct DeliveryProcessor: Sendable {
+    public struct Configuration: Sendable {
+        public var retryPolicy = RetryPolicy()
+        /// Seconds an attempt may take, in all.
+        public var requestTimeout: TimeInterval = 30
+        /// Send the `svix-*` header names as well as `webhook-*`.
+        public var sendSvixHeaders = false
+        /// An endpoint failing continuously for this long is disabled.
+        public var disableAfterFailingFor: TimeInterval = 5 * 86400
+        public var userAgent = "Herald/0.1.0"
+
+        public init() {}
+    }
+
+    let store: any HeraldStore
+    let transport: any WebhookTransport
+    let configuration: Configuration
+    let now: @Sendable () -> Date
+    let metrics: DeliveryMetrics
+    let logger: Logger
+
+    public init(store: any HeraldStore, transport: any WebhookTransport, configuration: Configuration = .init(),
+                now: @escaping @Sendable () -> Date = { Date() }, metrics: DeliveryMetrics = DeliveryMetrics(), logger: Logger) {
+        self.store = store
+        self.transport = transport
+        self.configuration = configuration
+        self.now = now
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Processes `claimed` (a delivery this worker holds the lease of). Returns the stored delivery,
+    /// or nil when nothing was recorded (cancelled by shutdown, or the delivery vanished).
+    @discardableResult
+    public func process(_ claimed: Delivery) async throws -> Delivery? {
+        var logger = self.logger
+        logger[metadataKey: "herald.message.id"] = "\(claimed.messageID)"
+        logger[metadataKey: "herald.endpoint.id"] = "\(claimed.endpointID)"
+        let started = now()
+        guard let endpoint = try await store.endpoint(app: claimed.appID, ref: claimed.endpointID.rawValue),
+              let message = try await store.message(app: claimed.appID, ref: claimed.messageID.rawValue) else {
+            return nil  // deleted meanwhile: its deliveries went with it
+        }
+
+        let response: TransportResponse
+        if endpoint.disabled && claimed.trigger != .manual {
+            response = TransportResponse(outcome: .failed("endpoint is disabled"), duration: .zero)
+        } else if let payload = message.payload {
+            let request = try makeRequest(message: message, payload: payload, endpoint: endpoint, at: started)
+            response = await transport.send(request)
+            if Task.isCancelled { return nil }  // shutting down: the lease lapses and another worker retries
+        } else {
+            response = TransportResponse(outcome: .failed("the payload was expunged"), duration: .zero)
+        }
+        let finished = now()
+
+        var next = claimed
+        next.attemptCount += 1
+        next.lastAttemptAt = finished
+        next.leaseExpiresAt = nil
+        var attemptStatus = DeliveryStatus.fail
+        var disable = false
+        var statusCode = 0
+        switch response.outcome {
+        case .status(let code):
+            statusCode = code
+            if (200..<300).contains(code) { attemptStatus = .success }
+            if code == 410 { disable = true }
+        case .timeout, .failed:
+            break
+        }
+        if attemptStatus == .success {
+            next.status = .success
+            next.nextAttemptAt = nil
+        } else if claimed.trigger == .manual || disable || endpoint.disabled || message.payload == nil {
+            next.status = .fail
+            next.nextAttemptAt = nil
+        } else {
+            var rng = SystemRandomNumberGenerator()
+            let outcome: RetryPolicy.Outcome
+            switch response.outcome {
+            case .status(let code):
+                outcome = .status(code, retryAfter: response.retryAfter.flatMap { RetryPolicy.parseRetryAfter($0, now: finished) })
+            case .timeout: outcome = .timeout
+            case .failed: outcome = .networkError
+            }
+            if let at = configuration.retryPolicy.nextAttempt(after: next.attemptCount, outcome: outcome, now: finished, random: &rng) {
+                next.status = .pending
+                next.nextAttemptAt = at
+            } else {
+                next.status = .fail
+                next.nextAttemptAt = nil
+            }
+        }
+
+        let text: String
+        switch response.outcome {
+        case .status: text = response.body
+        case .timeout: text = "timed out after \(configuration.requestTimeout) s"
+        case .failed(let reason): text = reason
+        }
+        let attempt = Attempt(
+            messageID: message.id, endpointID: endpoint.id, appID: message.appID, url: endpoint.url,
+            responseStatusCode: statusCode, response: text, responseDurationMs: Int(response.duration.milliseconds),
+            status: attemptStatus, triggerType: claimed.trigger, eventType: message.eventType, channels: message.channels,
+            createdAt: started
+        )
+        try await store.recordAttempt(attempt, delivery: next)
+        metrics.recordAttempt(status: attemptStatus, statusCode: statusCode, outcome: response.outcome, duration: response.duration,
+                              publishToDelivery: attemptStatus == .success && claimed.attemptCount == 0 ? finished.timeIntervalSince(message.createdAt) : nil)
+        logger.debug("attempt recorded", metadata: [
+            "herald.attempt.id": "\(attempt.id)", "herald.attempt.status": "\(attemptStatus.text)",
+            "herald.attempt.code": "\(statusCode)", "herald.delivery.next": "\(next.status.text)",
+        ])
+        try await updateEndpointHealth(endpoint, succeeded: attemptStatus == .success, gone: disable, at: finished, logger: logger)
+        return next
+    }
+
+    func makeRequest(message: Message, payload: [UInt8], endpoint: Endpoint, at date: Date) throws -> OutboundRequest {
+        let keys = endpoint.activeSecrets(at: date).compactMap { try? WebhookSecret(bytes: $0.key) }.map(StandardWebhookKey.secret)
+        let timestamp = Int64(date.timeIntervalSince1970.rounded(.down))
+        let signature = try StandardWebhook(keys: keys).signature(payload: payload, id: message.id.rawValue, timestamp: timestamp)
+        var headers: [(name: String, value: String)] = endpoint.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        headers += [
+            ("content-type", "application/json"),
+            ("user-agent", configuration.userAgent),
+            ("webhook-id", message.id.rawValue),
+            ("webhook-timestamp", String(timestamp)),
+            ("webhook-signature", signature),
+        ]
+        if configuration.sendSvixHeaders {
+            headers += [("svix-id", message.id.rawValue), ("svix-timestamp", String(timestamp)), ("svix-signature", signature)]
+        }
+        return OutboundRequest(url: endpoint.url, headers: headers, body: payload, timeout: configuration.requestTimeout)
+    }
+
+    /// 410 disables at once; a continuous failure longer than the limit disables; a success heals.
+    func updateEndpointHealth(_ seen: Endpoint, succeeded: Bool, gone: Bool, at date: Date, logger: Logger) async throws {
+        guard var endpoint = try await store.endpoint(app: seen.appID, ref: seen.id.rawValue) else { return }
+        var changed = false
+        if succeeded {
+            if endpoint.failingSince != nil { endpoint.failingSince = nil; changed = true }
+        } else {
+            if endpoint.failingSince == nil { endpoint.failingSince = date; changed = true }
+            let failingFor = date.timeIntervalSince(endpoint.failingSince ?? date)
+            if !endpoint.disabled && (gone || failingFor >= configuration.disableAfterFailingFor) {
+                endpoint.disabled = true
+                changed = true
+                metrics.endpointDisabled()
+                logger.notice("endpoint disabled", metadata: ["herald.endpoint.reason": "\(gone ? "410 Gone" : "failing for \(Int(failingFor)) s")"])
+            }
+        }
+        if changed {
+            endpoint.updatedAt = date
+            try await store.updateEndpoint(endpoint)
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Double {
+        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+    }
+}

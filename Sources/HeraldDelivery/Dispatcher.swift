@@ -1,0 +1,138 @@
+import Foundation
+import HeraldCore
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// The delivery engine, a `Service`: claims due deliveries with a lease, keeps at most
+/// `concurrency` attempts in flight (and `perEndpointConcurrency` per endpoint), and wakes as soon
+/// as a message is published. On graceful shutdown it stops claiming, lets attempts in flight finish
+/// for up to `shutdownGracePeriod`, then cancels the rest (their leases lapse and they are retried).
+///
+/// ```swift
+/// let dispatcher = Dispatcher(store: store, transport: HTTPClientTransport(policy: policy), logger: logger)
+/// let group = ServiceGroup(services: [dispatcher, api], logger: logger)
+/// try await group.run()
+/// ```
+public final class Dispatcher: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var processor = DeliveryProcessor.Configuration()
+        /// Attempts in flight at once.
+        public var concurrency = 64
+        /// Attempts in flight to one endpoint at once.
+        public var perEndpointConcurrency = 8
+        /// How long a claim lasts; a crashed worker's deliveries are taken over after it.
+        public var leaseDuration: TimeInterval = 120
+        /// How often to look for due retries when nothing wakes the dispatcher.
+        public var pollInterval: Duration = .milliseconds(500)
+        /// How long in-flight attempts may take to finish on shutdown.
+        public var shutdownGracePeriod: Duration = .seconds(10)
+
+        public init() {}
+    }
+
+    let store: any HeraldStore
+    let processor: DeliveryProcessor
+    let configuration: Configuration
+    public let wakeup: DeliveryWakeup
+    let logger: Logger
+    let now: @Sendable () -> Date
+    private let state = NIOLockedValueBox(State())
+
+    struct State {
+        var inFlight = 0
+        var perEndpoint: [EndpointID: Int] = [:]
+    }
+
+    public init(store: any HeraldStore, transport: any WebhookTransport, configuration: Configuration = .init(),
+                wakeup: DeliveryWakeup = DeliveryWakeup(), logger: Logger, metrics: DeliveryMetrics = DeliveryMetrics(),
+                now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.configuration = configuration
+        self.wakeup = wakeup
+        self.logger = logger
+        self.now = now
+        var processorConfiguration = configuration.processor
+        processorConfiguration.requestTimeout = min(processorConfiguration.requestTimeout, configuration.leaseDuration / 2)
+        self.processor = DeliveryProcessor(store: store, transport: transport, configuration: processorConfiguration,
+                                           now: now, metrics: metrics, logger: logger)
+    }
+
+    /// Attempts in flight right now.
+    public var inFlight: Int { state.withLockedValue { $0.inFlight } }
+
+    public func run() async throws {
+        let stopping = NIOLockedValueBox(false)
+        try await withGracefulShutdownHandler {
+            try await self.loop(stopping: stopping)
+        } onGracefulShutdown: {
+            stopping.withLockedValue { $0 = true }
+            self.wakeup.signal()
+        }
+    }
+
+    private func loop(stopping: NIOLockedValueBox<Bool>) async throws {
+        logger.info("dispatcher started", metadata: ["herald.dispatcher.concurrency": "\(configuration.concurrency)"])
+        await withDiscardingTaskGroup { group in
+            var held: [Delivery] = []  // claimed, waiting for an endpoint slot
+            while !stopping.withLockedValue({ $0 }) {
+                let current = now()
+                // Drop held deliveries whose lease would lapse before they could finish.
+                held.removeAll { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
+                let free = configuration.concurrency - inFlight - held.count
+                if free > 0 {
+                    do {
+                        held += try await store.claimDueDeliveries(now: current, limit: free, leaseUntil: current.addingTimeInterval(configuration.leaseDuration))
+                    } catch {
+                        logger.warning("could not claim deliveries", metadata: ["herald.error": "\(error)"])
+                    }
+                }
+                var waiting: [Delivery] = []
+                for delivery in held {
+                    let started = state.withLockedValue { state -> Bool in
+                        guard state.inFlight < configuration.concurrency,
+                              state.perEndpoint[delivery.endpointID, default: 0] < configuration.perEndpointConcurrency else { return false }
+                        state.inFlight += 1
+                        state.perEndpoint[delivery.endpointID, default: 0] += 1
+                        return true
+                    }
+                    guard started else { waiting.append(delivery); continue }
+                    group.addTask {
+                        do {
+                            try await self.processor.process(delivery)
+                        } catch {
+                            self.logger.warning("attempt could not be recorded", metadata: [
+                                "herald.message.id": "\(delivery.messageID)", "herald.endpoint.id": "\(delivery.endpointID)",
+                                "herald.error": "\(error)",
+                            ])
+                        }
+                        self.state.withLockedValue { state in
+                            state.inFlight -= 1
+                            state.perEndpoint[delivery.endpointID, default: 1] -= 1
+                            if state.perEndpoint[delivery.endpointID] == 0 { state.perEndpoint[delivery.endpointID] = nil }
+                        }
+                        self.wakeup.signal()
+                    }
+                }
+                held = waiting
+                await wakeup.wait(upTo: configuration.pollInterval)
+            }
+            logger.info("dispatcher stopping", metadata: ["herald.dispatcher.in_flight": "\(inFlight)"])
+            // Let in-flight attempts finish for a while, then cancel them.
+            let grace = configuration.shutdownGracePeriod
+            let finished = await withTaskGroup(of: Bool.self) { race in
+                race.addTask { [self] in
+                    while self.inFlight > 0 { await self.wakeup.wait(upTo: .milliseconds(50)) }
+                    return true
+                }
+                race.addTask { try? await Task.sleep(for: grace); return false }
+                let first = await race.next() ?? false
+                race.cancelAll()
+                return first
+            }
+            if !finished { group.cancelAll() }
+        }
+        logger.info("dispatcher stopped")
+    }
+
+}

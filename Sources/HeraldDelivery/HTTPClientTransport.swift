@@ -1,0 +1,113 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Sends webhooks with AsyncHTTPClient: the host is resolved and vetted by the network policy
+/// first, and the connection goes to that vetted address (AsyncHTTPClient's DNS override, which
+/// keeps the Host header and TLS server name), so a second lookup cannot change the destination.
+/// Redirects are never followed; at most 20,000 bytes of the response are read; the timeout is a
+/// total deadline for the whole exchange.
+public actor HTTPClientTransport: WebhookTransport {
+    private let policy: OutboundNetworkPolicy
+    private var clients: [String: HTTPClient] = [:]  // "host|address" → a client pinned to that address
+    private var order: [String] = []
+    private let maxClients: Int
+
+    public init(policy: OutboundNetworkPolicy, maxClients: Int = 128) {
+        self.policy = policy
+        self.maxClients = maxClients
+    }
+
+    private func client(host: String, address: IPAddress) -> HTTPClient {
+        let key = "\(host)|\(address)"
+        if let existing = clients[key] { return existing }
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.decompression = .disabled
+        configuration.dnsOverride = [host: address.description]
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        clients[key] = client
+        order.append(key)
+        if order.count > maxClients {
+            let evicted = order.removeFirst()
+            if let old = clients.removeValue(forKey: evicted) {
+                Task { try? await old.shutdown() }
+            }
+        }
+        return client
+    }
+
+    public func shutdown() async {
+        for client in clients.values { try? await client.shutdown() }
+        clients = [:]
+        order = []
+    }
+
+    public nonisolated func send(_ request: OutboundRequest) async -> TransportResponse {
+        let clock = ContinuousClock()
+        let started = clock.now
+        guard let url = URL(string: request.url), let host = url.host, let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+            return TransportResponse(outcome: .failed("invalid endpoint URL"), duration: clock.now - started)
+        }
+        let address: IPAddress
+        do {
+            address = try await policy.vet(host: host)
+        } catch {
+            return TransportResponse(outcome: .failed("\(error)"), duration: clock.now - started)
+        }
+        let client = await self.client(host: host, address: address)
+
+        var outgoing = HTTPClientRequest(url: request.url)
+        outgoing.method = .POST
+        for header in request.headers { outgoing.headers.add(name: header.name, value: header.value) }
+        outgoing.body = .bytes(ByteBuffer(bytes: request.body))
+        let prepared = outgoing
+        let timeout = request.timeout
+
+        do {
+            return try await withThrowingTaskGroup(of: TransportResponse?.self) { group in
+                group.addTask {
+                    let response = try await client.execute(prepared, timeout: .milliseconds(Int64(timeout * 1000)))
+                    var collected: [UInt8] = []
+                    for try await chunk in response.body {
+                        let room = TransportResponse.maxResponseBytes - collected.count
+                        collected.append(contentsOf: chunk.readableBytesView.prefix(room))
+                        if collected.count >= TransportResponse.maxResponseBytes { break }
+                    }
+                    return TransportResponse(
+                        outcome: .status(Int(response.status.code)),
+                        body: String(decoding: collected, as: UTF8.self),
+                        retryAfter: response.headers.first(name: "retry-after"),
+                        duration: clock.now - started
+                    )
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first ?? TransportResponse(outcome: .timeout, body: "", duration: clock.now - started)
+            }
+        } catch {
+            return TransportResponse(outcome: Self.classify(error), duration: clock.now - started)
+        }
+    }
+
+    static func classify(_ error: any Error) -> TransportResponse.Outcome {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout: return .timeout
+            case .remoteConnectionClosed: return .failed("the receiver closed the connection before a complete response")
+            case .cancelled: return .timeout
+            default: return .failed("HTTP error: \(error)")
+            }
+        }
+        if error is CancellationError { return .timeout }
+        let text = "\(error)"
+        if text.contains("connectionRefused") || text.contains("Connection refused") { return .failed("connection refused") }
+        return .failed("network error: \(text.prefix(300))")
+    }
+}
