@@ -130,6 +130,20 @@ var targets: [Target] = [
         swiftSettings: swiftSettings
     ),
     .testTarget(
+        name: "HeraldDeliveryTests",
+        dependencies: [
+            "HeraldCore",
+            "HeraldDelivery",
+            "WebhookSignature",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
         name: "HeraldAPITests",
         dependencies: [
             "HeraldApp",

@@ -30,15 +30,19 @@ def new_token() -> str:
 class HeraldServer:
     """One `herald serve` process; its stdout is pumped into a queue, stderr kept for diagnostics."""
 
-    def __init__(self, database: str, token: str, extra_args=()):
+    def __init__(self, database: str, token: str, extra_args=(), role: str = "api"):
         self.database = database
         self.token = token
         self.stdout_lines = []
         self._lines = queue.Queue()
         self._stderr = []
-        token_args = ["--token", token] if token is not None else []
+        flags = ["--token", token] if token is not None else []
+        if role:
+            # `--role api`: the API without the dispatcher, so deliveries stay pending and attempt lists
+            # stay empty however fast the machine is (the tests here are about the API and the store).
+            flags += ["--role", role]
         self.proc = subprocess.Popen(
-            [HERALD, "serve", "--database", database, "--host", "127.0.0.1", "--port", "0", *token_args, *extra_args],
+            [HERALD, "serve", "--database", database, "--host", "127.0.0.1", "--port", "0", *flags, *extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("HERALD_")},
         )
@@ -49,9 +53,10 @@ class HeraldServer:
 
     @classmethod
     def start(cls, database: str, token: str = None, extra_args=(), deadline: float = START_DEADLINE,
-              without_token: bool = False) -> "HeraldServer":
-        """Starts and waits for the listening line. `without_token` passes no --token (self.token is then None)."""
-        server = cls(database, None if without_token else (token or new_token()), extra_args)
+              without_token: bool = False, role: str = "api") -> "HeraldServer":
+        """Starts and waits for the listening line. `without_token` passes no --token (self.token is then None);
+        `role=None` passes no --role (the server's default: API and dispatcher)."""
+        server = cls(database, None if without_token else (token or new_token()), extra_args, role)
         try:
             server._wait_listening(deadline)
         except BaseException:
@@ -140,9 +145,9 @@ def server_factory(tmp_path):
     """Starts servers on demand (each on its own SQLite file unless `database` is given); stops them all after."""
     started = []
 
-    def start(database: str = None, token: str = None, extra_args=()):
+    def start(database: str = None, token: str = None, extra_args=(), role: str = "api"):
         database = database or f"sqlite:{tmp_path / ('herald-%d.sqlite' % len(started))}"
-        server = HeraldServer.start(database, token, extra_args)
+        server = HeraldServer.start(database, token, extra_args, role=role)
         started.append(server)
         return server
 

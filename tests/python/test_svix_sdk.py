@@ -2,7 +2,8 @@
 
 One server per module (temp SQLite file, random admin token, port 0); each test works in applications
 of its own, and tests that look at global lists (applications, event types) start a fresh server.
-No delivery engine yet: messages get pending deliveries and attempt lists are empty.
+The servers run with `--role api` (no dispatcher), so messages keep their pending deliveries and attempt
+lists stay empty, deterministically.
 """
 import base64
 import concurrent.futures
@@ -17,7 +18,6 @@ import pytest
 import requests
 
 from svix.api import (
-    ApplicationCreateOptions,
     ApplicationIn,
     ApplicationListOptions,
     ApplicationPatch,
@@ -801,14 +801,65 @@ def test_concurrent_requests_with_one_idempotency_key_create_one_message(server,
     assert len(listed) == 1 and listed[0]["id"] == responses[0].json()["id"]
 
 
+def test_idempotency_key_does_not_replay_a_failed_request(server, app):
+    key = "idem-" + secrets.token_hex(8)
+    invalid = server.request("POST", f"/api/v1/app/{app.id}/msg", json={"payload": {}}, headers={"Idempotency-Key": key})
+    assert invalid.status_code == 422
+    valid = server.request("POST", f"/api/v1/app/{app.id}/msg", json={"eventType": "a.b", "payload": {}}, headers={"Idempotency-Key": key})
+    assert valid.status_code == 202, valid.text
+
+
+def concurrently(count, call):
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        barrier.wait(timeout=10)
+        return call(i)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_concurrent_messages_with_one_event_id_store_one(server, app):
+    event_id = uid("race")
+    url = server.api(f"/api/v1/app/{app.id}/msg")
+    responses = concurrently(10, lambda i: requests.post(url, json={"eventType": "a.b", "payload": {"i": i}, "eventId": event_id},
+                                                         headers=server.headers(), timeout=30))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [202] + [409] * 9, [(r.status_code, r.text[:120]) for r in responses]
+    listed = server.request("GET", f"/api/v1/app/{app.id}/msg").json()["data"]
+    assert len(listed) == 1 and listed[0]["eventId"] == event_id
+
+
+def test_concurrent_applications_with_one_uid_create_one(server):
+    app_uid = uid("race")
+    url = server.api("/api/v1/app")
+    responses = concurrently(10, lambda i: requests.post(url, json={"name": f"Racer {i}", "uid": app_uid},
+                                                         headers=server.headers(), timeout=30))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] + [409] * 9, [(r.status_code, r.text[:120]) for r in responses]
+    winner = next(r.json() for r in responses if r.status_code == 201)
+    assert server.request("GET", f"/api/v1/app/{app_uid}").json()["id"] == winner["id"]
+
+
+def test_a_message_to_an_application_without_endpoints_has_no_destinations(svix, app):
+    msg = svix.message.create(app.id, MessageIn(event_type="a.b", payload={}))
+    assert svix.message_attempt.list_attempted_destinations(app.id, msg.id).data == []
+    # An endpoint created later does not inherit earlier messages.
+    ep = endpoint(svix, app.id)
+    assert svix.message_attempt.list_attempted_messages(app.id, ep.id).data == []
+
+
 # --- the process -------------------------------------------------------------------------------
 
 
 def test_sigterm_exits_cleanly_and_data_survives_a_restart(server_factory, tmp_path):
     database = f"sqlite:{tmp_path / 'restart.sqlite'}"
     token = new_token()
-    first = server_factory(database=database, token=token)
+    first = server_factory(database=database, token=token, role=None)  # the default role: API and dispatcher
     app = first.client().application.create(ApplicationIn(name="Persistent", uid="persistent"))
+    endpoint(first.client(), app.id)
+    first.client().message.create(app.id, MessageIn(event_type="a.b", payload={}))
     assert first.stop() == 0, first.stderr
     second = server_factory(database=database, token=token)
     assert second.client().application.get("persistent").id == app.id
