@@ -39,6 +39,11 @@ public struct HeraldServer: Sendable {
     ) async throws -> HeraldServer {
         let store = try openStore(configuration)
         let generated = try await ensureAdminToken(store: store, given: configuration.token)
+        if configuration.role != .api, case .sqliteFile = configuration.database {
+            // One process owns a SQLite file: deliveries left `sending` by a crash can go again now.
+            let released = try await store.releaseAllClaims()
+            if released > 0 { logger.notice("re-queued deliveries interrupted by the last stop", metadata: ["herald.deliveries": "\(released)"]) }
+        }
 
         var services: [any Service] = []
         var dispatcher: Dispatcher?

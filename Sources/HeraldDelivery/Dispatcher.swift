@@ -118,6 +118,10 @@ public final class Dispatcher: Service, Sendable {
                 await wakeup.wait(upTo: configuration.pollInterval)
             }
             logger.info("dispatcher stopping", metadata: ["herald.dispatcher.in_flight": "\(inFlight)"])
+            // Claimed but not started: hand them back so they need not wait for the lease.
+            do { try await store.releaseClaims(held) } catch {
+                logger.warning("could not release claims", metadata: ["herald.error": "\(error)"])
+            }
             // Let in-flight attempts finish for a while, then cancel them.
             let grace = configuration.shutdownGracePeriod
             let finished = await withTaskGroup(of: Bool.self) { race in

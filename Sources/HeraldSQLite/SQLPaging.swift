@@ -45,7 +45,7 @@ struct SQLPaging {
         guard let first = items.first, let last = items.last else {
             return Page(items: [], iterator: after, prevIterator: after.map { "-" + $0 }, done: true)
         }
-        return Page(items: items, iterator: key(last), prevIterator: "-" + key(first), done: !more)
+        return Page(items: items, iterator: key(last), prevIterator: "-" + key(first), done: backwards ? false : !more)
     }
 }
 

@@ -197,6 +197,28 @@ extension SQLiteStore {
         }
     }
 
+    public func releaseClaims(_ claimed: [Delivery]) async throws {
+        guard !claimed.isEmpty else { return }
+        try await write { db in
+            for delivery in claimed {
+                guard let lease = delivery.leaseExpiresAt else { continue }
+                try db.execute(sql: """
+                    UPDATE deliveries SET status = ?, lease_expires_at = NULL
+                    WHERE message_id = ? AND endpoint_id = ? AND status = ? AND lease_expires_at = ?
+                    """, arguments: [DeliveryStatus.pending.rawValue, delivery.messageID.rawValue, delivery.endpointID.rawValue,
+                                     DeliveryStatus.sending.rawValue, lease.storedValue])
+            }
+        }
+    }
+
+    public func releaseAllClaims() async throws -> Int {
+        try await write { db in
+            try db.execute(sql: "UPDATE deliveries SET status = ?, lease_expires_at = NULL WHERE status = ?",
+                           arguments: [DeliveryStatus.pending.rawValue, DeliveryStatus.sending.rawValue])
+            return db.changesCount
+        }
+    }
+
     public func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws {
         try await write { db in
             // The endpoint or message may have been deleted while the attempt was in flight: then

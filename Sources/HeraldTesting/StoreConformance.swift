@@ -28,6 +28,7 @@ public struct StoreConformance: Sendable {
         case endpointStats
         case claimDueDeliveries
         case concurrentClaims
+        case releaseClaims
         case attempts
         case deliveredMessagesAndDestinations
         case idempotencyRecords
@@ -66,6 +67,7 @@ public struct StoreConformance: Sendable {
         case .endpointStats: try await testEndpointStats()
         case .claimDueDeliveries: try await testClaimDueDeliveries()
         case .concurrentClaims: try await testConcurrentClaims()
+        case .releaseClaims: try await testReleaseClaims()
         case .attempts: try await testAttempts()
         case .deliveredMessagesAndDestinations: try await testDeliveredMessagesAndDestinations()
         case .idempotencyRecords: try await testIdempotencyRecords()
@@ -625,6 +627,33 @@ public struct StoreConformance: Sendable {
         }
         #expect(claimed.count == 200)
         #expect(Set(claimed).count == claimed.count, "no delivery is claimed twice")
+    }
+
+    /// Released claims are due again at once; a claim taken over by another worker (new lease) is
+    /// not released; releaseAllClaims frees every `sending` delivery.
+    public func testReleaseClaims() async throws {
+        let store = try await makeStore()
+        let app = try await makeApplication(store)
+        _ = try await makeEndpoint(store, app: app.id, second: 1)
+        for index in 0..<3 { _ = try await publish(store, app: app.id, at: Double(index)) }
+        let first = try await store.claimDueDeliveries(now: at(100), limit: 2, leaseUntil: at(200))
+        #expect(first.count == 2)
+        try await store.releaseClaims([first[0]])
+        let again = try await store.claimDueDeliveries(now: at(101), limit: 10, leaseUntil: at(300))
+        #expect(Set(again.map(\.messageID)) == Set([first[0].messageID, try #require(try await remainingID(store, excluding: first))]))
+        // first[0] was re-claimed under a new lease: releasing the old claim changes nothing.
+        try await store.releaseClaims([first[0]])
+        let reclaimed = try #require(try await store.delivery(message: first[0].messageID, endpoint: first[0].endpointID))
+        #expect(reclaimed.status == .sending && reclaimed.leaseExpiresAt == at(300))
+        let released = try await store.releaseAllClaims()
+        #expect(released == 3)
+        let all = try await store.claimDueDeliveries(now: at(102), limit: 10, leaseUntil: at(400))
+        #expect(all.count == 3)
+    }
+
+    private func remainingID(_ store: any HeraldStore, excluding claimed: [Delivery]) async throws -> MessageID? {
+        let page = try await store.listMessages(app: claimed[0].appID, filter: MessageFilter(), PageRequest(limit: 10))
+        return page.items.map(\.id).first { id in !claimed.contains { $0.messageID == id } }
     }
 
     // MARK: Attempts

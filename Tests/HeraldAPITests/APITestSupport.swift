@@ -78,6 +78,7 @@ func withAPI(_ body: @escaping @Sendable (APIClient) async throws -> Void) async
     configuration.database = .sqliteMemory
     configuration.token = adminToken
     configuration.port = 0
+    configuration.role = .api  // no dispatcher: these tests record attempts themselves
     var logger = Logger(label: "herald.test")
     logger.logLevel = .warning
     let server = try await HeraldServer.build(configuration: configuration, logger: logger)

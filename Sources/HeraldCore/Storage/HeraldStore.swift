@@ -178,6 +178,12 @@ public protocol HeraldStore: Sendable {
     func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery]
     /// Stores an attempt and the delivery's new state in one transaction.
     func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws
+    /// Hands back deliveries this worker claimed but will not attempt (shutting down): each that is
+    /// still `sending` under the same lease becomes `pending` again, due at once.
+    func releaseClaims(_ deliveries: [Delivery]) async throws
+    /// Makes every `sending` delivery `pending` again. Only for a store no other worker shares
+    /// (SQLite at start-up: the previous process died holding them). Returns how many.
+    func releaseAllClaims() async throws -> Int
 
     // MARK: Idempotency
     /// The unexpired record for a scoped key.

@@ -267,6 +267,27 @@ public actor InMemoryStore: HeraldStore {
         }
     }
 
+    public func releaseClaims(_ claimed: [Delivery]) {
+        for delivery in claimed {
+            let key = Self.deliveryKey(delivery.messageID, delivery.endpointID)
+            guard var stored = deliveries[key], stored.status == .sending, stored.leaseExpiresAt == delivery.leaseExpiresAt else { continue }
+            stored.status = .pending
+            stored.leaseExpiresAt = nil
+            deliveries[key] = stored
+        }
+    }
+
+    public func releaseAllClaims() -> Int {
+        var count = 0
+        for (key, var delivery) in deliveries where delivery.status == .sending {
+            delivery.status = .pending
+            delivery.leaseExpiresAt = nil
+            deliveries[key] = delivery
+            count += 1
+        }
+        return count
+    }
+
     public func recordAttempt(_ attempt: Attempt, delivery: Delivery) {
         attempts[attempt.id] = attempt
         deliveries[Self.deliveryKey(delivery.messageID, delivery.endpointID)] = delivery
