@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmark a running herald serve.",
-        subcommands: [BenchPublishCommand.self]
+        subcommands: [BenchPublishCommand.self, BenchDeliverCommand.self]
     )
 }
 
