@@ -217,7 +217,8 @@ struct EndpointController {
         endpoint.secrets = [newSecret] + old.prefix(Self.maxOldSecrets)
         endpoint.updatedAt = now
         try await store.updateEndpoint(endpoint)
-        return APIResponse.empty()
+        // The Svix SDKs (2.x) read the new key back from this answer.
+        return try APIResponse.json(.ok, ["key": "whsec_" + Data(newSecret.key).base64EncodedString()])
     }
 
     // MARK: Headers

@@ -162,7 +162,7 @@ struct MessageController {
         }
         try await store.resend(app: app.id, message: message.id, endpoint: endpoint.id, now: Date())
         onNewWork()
-        return APIResponse.empty(.accepted)
+        return try APIResponse.json(.accepted, [String: String]())  // Svix's EmptyResponse: {}
     }
 
     func findAttempt(_ context: APIRequestContext) async throws -> (Application, Message, Attempt) {

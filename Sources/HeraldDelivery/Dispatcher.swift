@@ -32,6 +32,7 @@ public final class Dispatcher: Service, Sendable {
     }
 
     let store: any HeraldStore
+    let transport: any WebhookTransport
     let processor: DeliveryProcessor
     let configuration: Configuration
     public let wakeup: DeliveryWakeup
@@ -48,6 +49,7 @@ public final class Dispatcher: Service, Sendable {
                 wakeup: DeliveryWakeup = DeliveryWakeup(), logger: Logger, metrics: DeliveryMetrics = DeliveryMetrics(),
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
+        self.transport = transport
         self.configuration = configuration
         self.wakeup = wakeup
         self.logger = logger
@@ -136,6 +138,7 @@ public final class Dispatcher: Service, Sendable {
             }
             if !finished { group.cancelAll() }
         }
+        await transport.shutdown()
         logger.info("dispatcher stopped")
     }
 

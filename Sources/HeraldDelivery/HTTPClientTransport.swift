@@ -12,6 +12,7 @@ public actor HTTPClientTransport: WebhookTransport {
     private let policy: OutboundNetworkPolicy
     private var clients: [String: HTTPClient] = [:]  // "host|address" → a client pinned to that address
     private var order: [String] = []
+    private var retiring: [HTTPClient] = []
     private let maxClients: Int
 
     public init(policy: OutboundNetworkPolicy, maxClients: Int = 128) {
@@ -33,16 +34,19 @@ public actor HTTPClientTransport: WebhookTransport {
         if order.count > maxClients {
             let evicted = order.removeFirst()
             if let old = clients.removeValue(forKey: evicted) {
-                Task { try? await old.shutdown() }
+                retiring.append(old)  // shut down in `shutdown()`; in-flight requests may still use it
             }
         }
         return client
     }
 
+    /// Shuts every client down. Must be called before the transport is released.
     public func shutdown() async {
-        for client in clients.values { try? await client.shutdown() }
+        let all = Array(clients.values) + retiring
         clients = [:]
         order = []
+        retiring = []
+        for client in all { try? await client.shutdown() }
     }
 
     public nonisolated func send(_ request: OutboundRequest) async -> TransportResponse {

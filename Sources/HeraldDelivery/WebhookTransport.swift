@@ -48,4 +48,10 @@ public struct TransportResponse: Sendable, Hashable {
 /// Sends webhook requests. Production uses `HTTPClientTransport`; tests inject a fake.
 public protocol WebhookTransport: Sendable {
     func send(_ request: OutboundRequest) async -> TransportResponse
+    /// Releases connections; called once the dispatcher has stopped.
+    func shutdown() async
+}
+
+extension WebhookTransport {
+    public func shutdown() async {}
 }

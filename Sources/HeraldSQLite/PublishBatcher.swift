@@ -8,14 +8,14 @@ import HeraldCore
 /// request, so one request's conflict rolls back only that request), resumes each caller with its
 /// own result, and loops while requests keep arriving. Requests that arrive during a commit form the
 /// next batch, so under load the batch grows with the commit latency and a lone request pays no wait.
-actor PublishBatcher {
+actor WriteBatcher<Request: Sendable, Output: Sendable> {
     /// Runs a batch in one transaction: one result per request, in order. Throws when the
     /// transaction as a whole failed (then nothing was written and every request gets the error).
-    typealias Executor = @Sendable ([PublishRequest]) async throws -> [Result<PublishResult, StoreError>]
+    typealias Executor = @Sendable ([Request]) async throws -> [Result<Output, StoreError>]
 
     private struct Waiter {
-        let request: PublishRequest
-        let continuation: CheckedContinuation<PublishResult, any Error>
+        let request: Request
+        let continuation: CheckedContinuation<Output, any Error>
     }
 
     private let maxBatch: Int
@@ -31,8 +31,8 @@ actor PublishBatcher {
         self.execute = execute
     }
 
-    /// Publishes `request` in the next batch; returns once that batch has committed.
-    func publish(_ request: PublishRequest) async throws -> PublishResult {
+    /// Runs `request` in the next batch; returns once that batch has committed.
+    func submit(_ request: Request) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
             waiting.append(Waiter(request: request, continuation: continuation))
             if !draining {
@@ -53,7 +53,7 @@ actor PublishBatcher {
                 }
                 // An executor must answer every request; never leave a caller hanging.
                 for waiter in batch.dropFirst(results.count) {
-                    waiter.continuation.resume(throwing: StoreError(.unavailable, "the publish batch failed"))
+                    waiter.continuation.resume(throwing: StoreError(.unavailable, "the write batch failed"))
                 }
             } catch {
                 let failure = SQLiteErrorMapping.storeError(error)
@@ -62,4 +62,18 @@ actor PublishBatcher {
         }
         draining = false
     }
+}
+
+/// Group commit for `publish`.
+typealias PublishBatcher = WriteBatcher<PublishRequest, PublishResult>
+
+extension WriteBatcher where Request == PublishRequest, Output == PublishResult {
+    /// Publishes `request` in the next batch; returns once that batch has committed.
+    func publish(_ request: PublishRequest) async throws -> PublishResult { try await submit(request) }
+}
+
+/// An attempt and the delivery state it leads to, recorded together.
+struct AttemptRecord: Sendable {
+    let attempt: Attempt
+    let delivery: Delivery
 }

@@ -19,6 +19,8 @@ public final class SQLiteStore: HeraldStore {
     let writer: any DatabaseWriter
     let secrets: EndpointSecretsCodec
     private let batcher: PublishBatcher
+    /// Group commit for attempts: the dispatcher finishes many at once.
+    private let attemptBatcher: WriteBatcher<AttemptRecord, Void>
 
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `":memory:"`,
     /// and migrates it. Endpoint secrets are sealed with `sealer` when one is given.
@@ -46,6 +48,21 @@ public final class SQLiteStore: HeraldStore {
         self.path = path
         self.writer = writer
         self.secrets = EndpointSecretsCodec(sealer: sealer)
+        self.attemptBatcher = WriteBatcher(maxBatch: configuration.maxPublishBatch) { [writer] records in
+            try await writer.write { db in
+                records.map { record in
+                    do {
+                        try db.inSavepoint {
+                            try Self.recordAttempt(record.attempt, delivery: record.delivery, in: db)
+                            return .commit
+                        }
+                        return .success(())
+                    } catch {
+                        return .failure(SQLiteErrorMapping.storeError(error))
+                    }
+                }
+            }
+        }
         self.batcher = PublishBatcher(maxBatch: configuration.maxPublishBatch) { [writer] requests in
             try await Self.publishBatch(requests, on: writer)
         }
@@ -70,6 +87,10 @@ public final class SQLiteStore: HeraldStore {
 
     public func publish(_ request: PublishRequest) async throws -> PublishResult {
         try await batcher.publish(request)
+    }
+
+    public func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws {
+        try await attemptBatcher.submit(AttemptRecord(attempt: attempt, delivery: delivery))
     }
 
     /// Publishes `requests` in one write transaction, each in its own savepoint: a request that

@@ -92,9 +92,10 @@ struct EndpointAPITests {
             #expect(secret.object["key"] as? String == Self.secret)
 
             let rotated = try await api.call(.post, "/api/v1/app/a/endpoint/\(id)/secret/rotate", json: [:])
-            #expect(rotated.status == .noContent)
+            #expect(rotated.status == .ok)
             let newSecret = try await api.call(.get, "/api/v1/app/a/endpoint/\(id)/secret")
             let newKey = try #require(newSecret.object["key"] as? String)
+            #expect(rotated.object["key"] as? String == newKey)
             #expect(newKey != Self.secret && newKey.hasPrefix("whsec_"))
             // The old key keeps signing during the grace period.
             let stored = try #require(try await api.store.endpoint(app: ApplicationID(rawValue: app["id"] as! String), ref: id))
@@ -105,7 +106,7 @@ struct EndpointAPITests {
 
             let chosen = "whsec_" + Data(repeating: 7, count: 32).base64EncodedString()
             let explicit = try await api.call(.post, "/api/v1/app/a/endpoint/\(id)/secret/rotate", json: ["key": chosen])
-            #expect(explicit.status == .noContent)
+            #expect(explicit.status == .ok && explicit.object["key"] as? String == chosen)
             let afterExplicit = try await api.call(.get, "/api/v1/app/a/endpoint/\(id)/secret")
             #expect(afterExplicit.object["key"] as? String == chosen)
 
