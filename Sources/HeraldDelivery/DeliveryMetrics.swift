@@ -20,6 +20,13 @@ public struct DeliveryMetrics: Sendable {
     public func inFlight(_ count: Int) {
         Gauge(label: "herald_deliveries_in_flight").record(count)
     }
+
+    /// Deliveries by status, sampled from the store.
+    public func deliveries(_ counts: [DeliveryStatus: Int]) {
+        for status in DeliveryStatus.allCases {
+            Gauge(label: "herald_deliveries", dimensions: [("status", status.text)]).record(counts[status] ?? 0)
+        }
+    }
 }
 
 import HeraldCore

@@ -37,6 +37,7 @@ public final class Dispatcher: Service, Sendable {
     let configuration: Configuration
     public let wakeup: DeliveryWakeup
     let logger: Logger
+    let metrics: DeliveryMetrics
     let now: @Sendable () -> Date
     private let state = NIOLockedValueBox(State())
 
@@ -53,6 +54,7 @@ public final class Dispatcher: Service, Sendable {
         self.configuration = configuration
         self.wakeup = wakeup
         self.logger = logger
+        self.metrics = metrics
         self.now = now
         var processorConfiguration = configuration.processor
         processorConfiguration.requestTimeout = min(processorConfiguration.requestTimeout, configuration.leaseDuration / 2)
@@ -77,8 +79,13 @@ public final class Dispatcher: Service, Sendable {
         logger.info("dispatcher started", metadata: ["herald.dispatcher.concurrency": "\(configuration.concurrency)"])
         await withDiscardingTaskGroup { group in
             var held: [Delivery] = []  // claimed, waiting for an endpoint slot
+            var lastSample = ContinuousClock.now - .seconds(60)
             while !stopping.withLockedValue({ $0 }) {
                 let current = now()
+                if ContinuousClock.now - lastSample >= .seconds(5) {
+                    lastSample = ContinuousClock.now
+                    if let counts = try? await store.deliveryCounts() { metrics.deliveries(counts) }
+                }
                 // Drop held deliveries whose lease would lapse before they could finish.
                 held.removeAll { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
                 let free = configuration.concurrency - inFlight - held.count
@@ -98,6 +105,7 @@ public final class Dispatcher: Service, Sendable {
                         state.perEndpoint[delivery.endpointID, default: 0] += 1
                         return true
                     }
+                    metrics.inFlight(inFlight)
                     guard started else { waiting.append(delivery); continue }
                     group.addTask {
                         do {
@@ -113,6 +121,7 @@ public final class Dispatcher: Service, Sendable {
                             state.perEndpoint[delivery.endpointID, default: 1] -= 1
                             if state.perEndpoint[delivery.endpointID] == 0 { state.perEndpoint[delivery.endpointID] = nil }
                         }
+                        self.metrics.inFlight(self.inFlight)
                         self.wakeup.signal()
                     }
                 }

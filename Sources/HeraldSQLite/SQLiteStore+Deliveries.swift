@@ -211,6 +211,16 @@ extension SQLiteStore {
         }
     }
 
+    public func deliveryCounts() async throws -> [DeliveryStatus: Int] {
+        try await read { db in
+            var counts: [DeliveryStatus: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status") {
+                if let status = DeliveryStatus(rawValue: row["status"]) { counts[status] = row["n"] }
+            }
+            return counts
+        }
+    }
+
     public func releaseAllClaims() async throws -> Int {
         try await write { db in
             try db.execute(sql: "UPDATE deliveries SET status = ?, lease_expires_at = NULL WHERE status = ?",

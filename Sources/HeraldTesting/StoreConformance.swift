@@ -645,8 +645,11 @@ public struct StoreConformance: Sendable {
         try await store.releaseClaims([first[0]])
         let reclaimed = try #require(try await store.delivery(message: first[0].messageID, endpoint: first[0].endpointID))
         #expect(reclaimed.status == .sending && reclaimed.leaseExpiresAt == at(300))
+        let counts = try await store.deliveryCounts()
+        #expect(counts[.sending] == 3 && counts[.pending, default: 0] == 0)
         let released = try await store.releaseAllClaims()
         #expect(released == 3)
+        #expect(try await store.deliveryCounts() == [.pending: 3])
         let all = try await store.claimDueDeliveries(now: at(102), limit: 10, leaseUntil: at(400))
         #expect(all.count == 3)
     }

@@ -181,6 +181,8 @@ public protocol HeraldStore: Sendable {
     /// Hands back deliveries this worker claimed but will not attempt (shutting down): each that is
     /// still `sending` under the same lease becomes `pending` again, due at once.
     func releaseClaims(_ deliveries: [Delivery]) async throws
+    /// How many deliveries are in each status, over every application (for metrics).
+    func deliveryCounts() async throws -> [DeliveryStatus: Int]
     /// Makes every `sending` delivery `pending` again. Only for a store no other worker shares
     /// (SQLite at start-up: the previous process died holding them). Returns how many.
     func releaseAllClaims() async throws -> Int

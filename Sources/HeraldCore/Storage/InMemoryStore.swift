@@ -277,6 +277,10 @@ public actor InMemoryStore: HeraldStore {
         }
     }
 
+    public func deliveryCounts() -> [DeliveryStatus: Int] {
+        deliveries.values.reduce(into: [:]) { $0[$1.status, default: 0] += 1 }
+    }
+
     public func releaseAllClaims() -> Int {
         var count = 0
         for (key, var delivery) in deliveries where delivery.status == .sending {
