@@ -76,7 +76,7 @@ public struct HeraldConfiguration: Sendable {
     public var sendSvixHeaders = false
     /// Attempts in flight at once, and per endpoint.
     public var deliveryConcurrency = 64
-    public var perEndpointConcurrency = 8
+    public var perEndpointConcurrency = 16
 
     public init() {}
 }

@@ -45,7 +45,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let receiver = BenchReceiver()
         let secret = WebhookSecret.generate()
         var logger = Logger(label: "herald.bench.receiver")
-        logger.logLevel = .error
+        logger.logLevel = .critical
         let router = Router()
         router.post("/e/:n") { request, _ -> HTTPResponse.Status in
             let body = try await request.body.collect(upTo: 2 << 20)

@@ -144,6 +144,9 @@ public struct DeliveryProcessor: Sendable {
 
     /// 410 disables at once; a continuous failure longer than the limit disables; a success heals.
     func updateEndpointHealth(_ seen: Endpoint, succeeded: Bool, gone: Bool, at date: Date, logger: Logger) async throws {
+        // The common cases change nothing: a healthy endpoint succeeding, or a failing one whose streak is short.
+        if succeeded && seen.failingSince == nil { return }
+        if !succeeded && !gone, let since = seen.failingSince, seen.disabled || date.timeIntervalSince(since) < configuration.disableAfterFailingFor { return }
         guard var endpoint = try await store.endpoint(app: seen.appID, ref: seen.id.rawValue) else { return }
         var changed = false
         if succeeded {

@@ -20,7 +20,7 @@ public final class Dispatcher: Service, Sendable {
         /// Attempts in flight at once.
         public var concurrency = 64
         /// Attempts in flight to one endpoint at once.
-        public var perEndpointConcurrency = 8
+        public var perEndpointConcurrency = 16
         /// How long a claim lasts; a crashed worker's deliveries are taken over after it.
         public var leaseDuration: TimeInterval = 120
         /// How often to look for due retries when nothing wakes the dispatcher.
@@ -89,7 +89,8 @@ public final class Dispatcher: Service, Sendable {
                 // Drop held deliveries whose lease would lapse before they could finish.
                 held.removeAll { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
                 let free = configuration.concurrency - inFlight - held.count
-                if free > 0 {
+                // Claim in batches: when idle, at once; when busy, once a quarter of the slots are free.
+                if free > 0 && (inFlight == 0 || free >= max(1, configuration.concurrency / 4)) {
                     do {
                         held += try await store.claimDueDeliveries(now: current, limit: free, leaseUntil: current.addingTimeInterval(configuration.leaseDuration))
                     } catch {

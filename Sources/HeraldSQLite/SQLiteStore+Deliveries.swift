@@ -176,14 +176,21 @@ extension SQLiteStore {
     public func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
         guard limit > 0 else { return [] }
         // One write transaction: SQLite has a single writer, so no other claim runs in between.
-        return try await write { db in
-            let due = try Row.fetchAll(db, sql: """
-                SELECT * FROM deliveries
-                WHERE (status = ? AND next_attempt_at <= ?) OR (status = ? AND lease_expires_at < ?)
-                ORDER BY next_attempt_at, message_id, endpoint_id
-                LIMIT ?
-                """, arguments: [DeliveryStatus.pending.rawValue, now.storedValue, DeliveryStatus.sending.rawValue,
-                                 now.storedValue, limit]).map(SQLiteCoding.delivery)
+        return try await relaxedWrite { db in
+            // Two scans that the partial indexes `deliveries_due` and `deliveries_leased` serve in
+            // order and stop early (the literal statuses let SQLite pick them): due pending ones,
+            // and sending ones whose lease lapsed. Merged by due time, as one ordered query would.
+            let pending = try Row.fetchAll(db, sql: """
+                SELECT * FROM deliveries WHERE status = 1 AND next_attempt_at <= ?
+                ORDER BY next_attempt_at, message_id, endpoint_id LIMIT ?
+                """, arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
+            let lapsed = try Row.fetchAll(db, sql: """
+                SELECT * FROM deliveries WHERE status = 3 AND lease_expires_at < ?
+                ORDER BY lease_expires_at LIMIT ?
+                """, arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
+            let due = (pending + lapsed).sorted {
+                ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID)
+            }.prefix(limit)
             return try due.map { delivery in
                 var claimed = delivery
                 claimed.status = .sending

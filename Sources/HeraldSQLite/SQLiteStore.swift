@@ -17,6 +17,8 @@ public final class SQLiteStore: HeraldStore {
     /// The path that was opened, or `:memory:`.
     public let path: String
     let writer: any DatabaseWriter
+    /// Whether commits wait for fsync (`synchronous=FULL`) on this store.
+    let durableCommits: Bool
     let secrets: EndpointSecretsCodec
     private let batcher: PublishBatcher
     /// Group commit for attempts: the dispatcher finishes many at once.
@@ -47,9 +49,11 @@ public final class SQLiteStore: HeraldStore {
         }
         self.path = path
         self.writer = writer
+        self.durableCommits = configuration.synchronous == .full && path != ":memory:"
         self.secrets = EndpointSecretsCodec(sealer: sealer)
+        let durable = configuration.synchronous == .full && path != ":memory:"
         self.attemptBatcher = WriteBatcher(maxBatch: configuration.maxPublishBatch) { [writer] records in
-            try await writer.write { db in
+            try await Self.relaxedWrite(writer, durable: durable) { db in
                 records.map { record in
                     do {
                         try db.inSavepoint {
@@ -81,6 +85,27 @@ public final class SQLiteStore: HeraldStore {
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do { return try await writer.write(body) } catch { throw SQLiteErrorMapping.storeError(error) }
+    }
+
+    /// A write whose loss in a power cut is harmless — a claim (the delivery stays due) or an attempt
+    /// record (the delivery is attempted again): committed without waiting for fsync. In WAL mode the
+    /// next durable commit (a publish) syncs these frames too; a killed process loses nothing.
+    static func relaxedWrite<T: Sendable>(_ writer: any DatabaseWriter, durable: Bool, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        guard durable else { return try await writer.write(body) }
+        return try await writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    func relaxedWrite<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do { return try await Self.relaxedWrite(writer, durable: durableCommits, body) } catch { throw SQLiteErrorMapping.storeError(error) }
     }
 
     // MARK: Messages
