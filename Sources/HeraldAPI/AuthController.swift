@@ -6,6 +6,7 @@ import Hummingbird
 struct AuthController {
     let store: any HeraldStore
     let publicURL: String?
+    let tokens: TokenCache
 
     func register(on group: RouterGroup<APIRequestContext>) {
         group.post("auth/app-portal-access/:app_id", use: appPortalAccess)
@@ -42,7 +43,10 @@ struct AuthController {
     }
 
     @Sendable func logout(_ request: Request, context: APIRequestContext) async throws -> Response {
-        if let principal = context.principal { try await store.deleteToken(id: principal.tokenID) }
+        if let principal = context.principal {
+            try await store.deleteToken(id: principal.tokenID)
+            await tokens.forget(id: principal.tokenID)
+        }
         return APIResponse.empty()
     }
 }

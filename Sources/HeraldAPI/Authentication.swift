@@ -22,14 +22,22 @@ public enum APITokenText {
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let store: any HeraldStore
+    let cache: TokenCache
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else { throw APIError.unauthorized }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw APIError.unauthorized }
         let token = parts[1].trimmingCharacters(in: .whitespaces)
-        guard !token.isEmpty, let stored = try await store.token(hash: APITokenText.hash(token)) else {
-            throw APIError.unauthorized
+        guard !token.isEmpty else { throw APIError.unauthorized }
+        let hash = APITokenText.hash(token)
+        let stored: APIToken
+        if let cached = await cache.token(hash: hash) {
+            stored = cached
+        } else {
+            guard let found = try await store.token(hash: hash) else { throw APIError.unauthorized }
+            await cache.remember(found)
+            stored = found
         }
         if let expiresAt = stored.expiresAt, expiresAt <= Date() { throw APIError.unauthorized }
         var context = context
@@ -53,4 +61,28 @@ func resolveApplication(_ ref: String, store: any HeraldStore, context: APIReque
     guard let app = try await store.application(ref: ref) else { throw APIError.notFound("Application") }
     if case .application(let allowed, _) = context.principal, allowed != app.id { throw APIError.notFound("Application") }
     return app
+}
+
+/// Remembers valid tokens for a few seconds so every request need not read the store. Logout on
+/// this node forgets at once; a token deleted through another node stops working within `ttl`.
+actor TokenCache {
+    private var entries: [[UInt8]: (token: APIToken, until: ContinuousClock.Instant)] = [:]
+    private let ttl: Duration
+
+    init(ttl: Duration = .seconds(5)) { self.ttl = ttl }
+
+    func token(hash: [UInt8]) -> APIToken? {
+        guard let entry = entries[hash] else { return nil }
+        guard entry.until > .now else { entries[hash] = nil; return nil }
+        return entry.token
+    }
+
+    func remember(_ token: APIToken) {
+        if entries.count > 10_000 { entries.removeAll() }
+        entries[token.hash] = (token, .now + ttl)
+    }
+
+    func forget(id: TokenID) {
+        entries = entries.filter { $0.value.token.id != id }
+    }
 }

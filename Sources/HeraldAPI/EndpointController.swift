@@ -246,7 +246,12 @@ struct EndpointController {
         var (_, endpoint) = try await find(context)
         var body = try await BodyReader.read(request)
         let headers = Self.readHeaders(&body, allowNull: true)
+        // The Svix SDKs send removals as `deleteHeaders`; a null value removes too.
+        let removals = body.stringArray("deleteHeaders", itemMaxLength: 1024) ?? []
         try body.finish()
+        for name in removals {
+            for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }
+        }
         for (name, value) in headers ?? [:] {
             // Header names are case-insensitive: replace any spelling of the same name.
             for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }

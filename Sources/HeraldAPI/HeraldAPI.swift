@@ -28,6 +28,7 @@ public struct HeraldAPI: Sendable {
     let store: any HeraldStore
     let configuration: Configuration
     let locks = KeyedLock()
+    let tokens = TokenCache()
 
     public init(store: any HeraldStore, configuration: Configuration = .init()) {
         self.store = store
@@ -41,14 +42,14 @@ public struct HeraldAPI: Sendable {
         v1.get("health") { _, _ in APIResponse.empty() }
         v1.get("health/ping") { _, _ in APIResponse.empty() }
         let authenticated = v1.group()
-            .add(middleware: AuthenticationMiddleware(store: store))
+            .add(middleware: AuthenticationMiddleware(store: store, cache: tokens))
             .add(middleware: IdempotencyMiddleware(store: store, locks: locks))
         ApplicationController(store: store).register(on: authenticated)
         EndpointController(store: store, onNewWork: configuration.onNewWork).register(on: authenticated)
         EventTypeController(store: store).register(on: authenticated)
         MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: configuration.onNewWork).register(on: authenticated)
         AttemptController(store: store).register(on: authenticated)
-        AuthController(store: store, publicURL: configuration.publicURL).register(on: authenticated)
+        AuthController(store: store, publicURL: configuration.publicURL, tokens: tokens).register(on: authenticated)
     }
 
     /// A router with the API's routes.

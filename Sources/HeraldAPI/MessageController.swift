@@ -68,8 +68,8 @@ struct MessageController {
 
         var appID: ApplicationID
         if let app = try await store.application(ref: appRef) {
-            appID = try await resolveApplication(appRef, store: store, context: context).id
-            _ = app
+            if case .application(let allowed, _) = context.principal, allowed != app.id { throw APIError.notFound("Application") }
+            appID = app.id
         } else {
             guard var toCreate = applicationToCreate else { throw APIError.notFound("Application") }
             try context.requireAdmin()

@@ -41,12 +41,18 @@ public struct DeliveryProcessor: Sendable {
     /// or nil when nothing was recorded (cancelled by shutdown, or the delivery vanished).
     @discardableResult
     public func process(_ claimed: Delivery) async throws -> Delivery? {
+        try await process(claimed, targets: try await store.deliveryTargets(for: [claimed]))
+    }
+
+    /// Processes `claimed` with its endpoint and message already loaded (the dispatcher loads a
+    /// whole claimed batch in one read).
+    @discardableResult
+    public func process(_ claimed: Delivery, targets: DeliveryTargets) async throws -> Delivery? {
         var logger = self.logger
         logger[metadataKey: "herald.message.id"] = "\(claimed.messageID)"
         logger[metadataKey: "herald.endpoint.id"] = "\(claimed.endpointID)"
         let started = now()
-        guard let endpoint = try await store.endpoint(app: claimed.appID, ref: claimed.endpointID.rawValue),
-              let message = try await store.message(app: claimed.appID, ref: claimed.messageID.rawValue) else {
+        guard let endpoint = targets.endpoints[claimed.endpointID], let message = targets.messages[claimed.messageID] else {
             return nil  // deleted meanwhile: its deliveries went with it
         }
 

@@ -98,6 +98,13 @@ public final class Dispatcher: Service, Sendable {
                     }
                 }
                 var waiting: [Delivery] = []
+                // Endpoints and messages of what can start now, in one read.
+                var targets = DeliveryTargets()
+                if !held.isEmpty {
+                    do { targets = try await store.deliveryTargets(for: held) } catch {
+                        logger.warning("could not load deliveries", metadata: ["herald.error": "\(error)"])
+                    }
+                }
                 for delivery in held {
                     let started = state.withLockedValue { state -> Bool in
                         guard state.inFlight < configuration.concurrency,
@@ -108,9 +115,11 @@ public final class Dispatcher: Service, Sendable {
                     }
                     metrics.inFlight(inFlight)
                     guard started else { waiting.append(delivery); continue }
+                    let loaded = DeliveryTargets(endpoints: targets.endpoints.filter { $0.key == delivery.endpointID },
+                                                 messages: targets.messages.filter { $0.key == delivery.messageID })
                     group.addTask {
                         do {
-                            try await self.processor.process(delivery)
+                            try await self.processor.process(delivery, targets: loaded)
                         } catch {
                             self.logger.warning("attempt could not be recorded", metadata: [
                                 "herald.message.id": "\(delivery.messageID)", "herald.endpoint.id": "\(delivery.endpointID)",

@@ -218,6 +218,31 @@ extension SQLiteStore {
         }
     }
 
+    public func deliveryTargets(for claimed: [Delivery]) async throws -> DeliveryTargets {
+        guard !claimed.isEmpty else { return DeliveryTargets() }
+        let codec = secrets
+        let endpointIDs = Array(Set(claimed.map(\.endpointID.rawValue)))
+        let messageIDs = Array(Set(claimed.map(\.messageID.rawValue)))
+        return try await read { db in
+            var targets = DeliveryTargets()
+            for chunk in stride(from: 0, to: endpointIDs.count, by: 500).map({ Array(endpointIDs[$0..<min($0 + 500, endpointIDs.count)]) }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM endpoints WHERE id IN (\(marks))", arguments: StatementArguments(chunk)) {
+                    let endpoint = try SQLiteCoding.endpoint(row, secrets: codec)
+                    targets.endpoints[endpoint.id] = endpoint
+                }
+            }
+            for chunk in stride(from: 0, to: messageIDs.count, by: 500).map({ Array(messageIDs[$0..<min($0 + 500, messageIDs.count)]) }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM messages WHERE id IN (\(marks))", arguments: StatementArguments(chunk)) {
+                    let message = try SQLiteCoding.message(row)
+                    targets.messages[message.id] = message
+                }
+            }
+            return targets
+        }
+    }
+
     public func deliveryCounts() async throws -> [DeliveryStatus: Int] {
         try await read { db in
             var counts: [DeliveryStatus: Int] = [:]

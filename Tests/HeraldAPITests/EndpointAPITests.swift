@@ -135,6 +135,11 @@ struct EndpointAPITests {
             #expect(patch.status == .noContent)
             let afterPatch = try await api.call(.get, path)
             #expect(afterPatch.object["headers"] as? [String: String] == ["X-Region": "eu"])
+            let sdkStyle = try await api.call(.patch, path, json: ["headers": ["X-Zone": "a"], "deleteHeaders": ["x-region"]])
+            #expect(sdkStyle.status == .noContent)
+            let afterDelete = try await api.call(.get, path)
+            #expect(afterDelete.object["headers"] as? [String: String] == ["X-Zone": "a"])
+            _ = try await api.call(.patch, path, json: ["headers": ["X-Region": "eu"], "deleteHeaders": ["X-Zone"]])
 
             for headers in [["webhook-signature": "x"], ["Content-Type": "text/plain"], ["X-Bad": "a\r\nInjected: 1"], ["bad name": "x"]] {
                 let refused = try await api.call(.put, path, json: ["headers": headers])

@@ -102,6 +102,16 @@ public struct MessageDestination: Sendable {
     }
 }
 
+/// The endpoints and messages that a batch of claimed deliveries needs.
+public struct DeliveryTargets: Sendable {
+    public var endpoints: [EndpointID: Endpoint]
+    public var messages: [MessageID: Message]
+    public init(endpoints: [EndpointID: Endpoint] = [:], messages: [MessageID: Message] = [:]) {
+        self.endpoints = endpoints
+        self.messages = messages
+    }
+}
+
 /// Herald's storage. Every backend (in-memory, SQLite, PostgreSQL) passes the same conformance
 /// suite (`HeraldTesting.StoreConformance`). Methods that take an application id never see another
 /// application's data. Errors are `StoreError`.
@@ -176,6 +186,8 @@ public protocol HeraldStore: Sendable {
     /// `leaseExpiresAt = leaseUntil`, atomically, so two workers never claim the same delivery.
     /// Oldest `nextAttemptAt` first.
     func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery]
+    /// Loads the endpoints and messages of `deliveries` in one read (deleted ones are absent).
+    func deliveryTargets(for deliveries: [Delivery]) async throws -> DeliveryTargets
     /// Stores an attempt and the delivery's new state in one transaction.
     func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws
     /// Hands back deliveries this worker claimed but will not attempt (shutting down): each that is

@@ -277,6 +277,15 @@ public actor InMemoryStore: HeraldStore {
         }
     }
 
+    public func deliveryTargets(for claimed: [Delivery]) -> DeliveryTargets {
+        var targets = DeliveryTargets()
+        for delivery in claimed {
+            if let endpoint = endpoints[delivery.endpointID], endpoint.appID == delivery.appID { targets.endpoints[endpoint.id] = endpoint }
+            if let message = messages[delivery.messageID], message.appID == delivery.appID { targets.messages[message.id] = message }
+        }
+        return targets
+    }
+
     public func deliveryCounts() -> [DeliveryStatus: Int] {
         deliveries.values.reduce(into: [:]) { $0[$1.status, default: 0] += 1 }
     }
