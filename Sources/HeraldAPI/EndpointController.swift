@@ -41,6 +41,14 @@ struct EndpointController {
 
     static func parseSecret(_ body: inout BodyReader, key: String) -> EndpointSecret? {
         guard let text = body.string(key) else { return nil }
+        if text.hasPrefix(Ed25519SigningKey.prefix) {
+            // A Herald extension: an ed25519 signing key, so the endpoint gets `v1a,` signatures.
+            guard let signing = try? Ed25519SigningKey(text) else {
+                body.fail(key, "an ed25519 key is 'whsk_' followed by 32 or 64 bytes in base64", type: "value_error")
+                return nil
+            }
+            return EndpointSecret(key: signing.seed, kind: .ed25519)
+        }
         let encoded = text.hasPrefix("whsec_") ? String(text.dropFirst(6)) : text
         let validCharacters = encoded.utf8.allSatisfy { c in
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == UInt8(ascii: "+") || c == UInt8(ascii: "/") || c == UInt8(ascii: "=")
@@ -50,6 +58,20 @@ struct EndpointController {
             return nil
         }
         return EndpointSecret(key: secret.bytes)
+    }
+
+    /// The text form of a key: `whsec_…`, or `whsk_…` for ed25519.
+    static func encoded(_ secret: EndpointSecret) -> String {
+        switch secret.kind {
+        case .hmac: return "whsec_" + Data(secret.key).base64EncodedString()
+        case .ed25519: return (try? Ed25519SigningKey(bytes: secret.key).encoded) ?? ""
+        }
+    }
+
+    /// A new key of the same kind as `current` (HMAC when there is none).
+    static func generate(like current: EndpointSecret?) -> EndpointSecret {
+        if current?.kind == .ed25519 { return EndpointSecret(key: Ed25519SigningKey.generate().seed, kind: .ed25519) }
+        return EndpointSecret(key: WebhookSecret.generate().bytes)
     }
 
     static func validURL(_ text: String) -> Bool {
@@ -198,13 +220,13 @@ struct EndpointController {
     @Sendable func getSecret(_ request: Request, context: APIRequestContext) async throws -> Response {
         let (_, endpoint) = try await find(context)
         guard let current = endpoint.secrets.first else { throw APIError.notFound("Endpoint secret") }
-        return try APIResponse.json(.ok, ["key": "whsec_" + Data(current.key).base64EncodedString()])
+        return try APIResponse.json(.ok, ["key": Self.encoded(current)])
     }
 
     @Sendable func rotateSecret(_ request: Request, context: APIRequestContext) async throws -> Response {
         var (_, endpoint) = try await find(context)
         var body = try await BodyReader.read(request)
-        let newSecret = Self.parseSecret(&body, key: "key") ?? EndpointSecret(key: WebhookSecret.generate().bytes)
+        let newSecret = Self.parseSecret(&body, key: "key") ?? Self.generate(like: endpoint.secrets.first)
         let grace = body.int("gracePeriodSeconds", min: 0, max: 604_800) ?? 86_400
         try body.finish()
         let now = Date()
@@ -218,7 +240,7 @@ struct EndpointController {
         endpoint.updatedAt = now
         try await store.updateEndpoint(endpoint)
         // The Svix SDKs (2.x) read the new key back from this answer.
-        return try APIResponse.json(.ok, ["key": "whsec_" + Data(newSecret.key).base64EncodedString()])
+        return try APIResponse.json(.ok, ["key": Self.encoded(newSecret)])
     }
 
     // MARK: Headers

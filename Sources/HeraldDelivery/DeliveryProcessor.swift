@@ -131,7 +131,12 @@ public struct DeliveryProcessor: Sendable {
     }
 
     func makeRequest(message: Message, payload: [UInt8], endpoint: Endpoint, at date: Date) throws -> OutboundRequest {
-        let keys = endpoint.activeSecrets(at: date).compactMap { try? WebhookSecret(bytes: $0.key) }.map(StandardWebhookKey.secret)
+        let keys = endpoint.activeSecrets(at: date).compactMap { secret -> StandardWebhookKey? in
+            switch secret.kind {
+            case .hmac: return (try? WebhookSecret(bytes: secret.key)).map(StandardWebhookKey.secret)
+            case .ed25519: return (try? Ed25519SigningKey(bytes: secret.key)).map(StandardWebhookKey.signingKey)
+            }
+        }
         let timestamp = Int64(date.timeIntervalSince1970.rounded(.down))
         let signature = try StandardWebhook(keys: keys).signature(payload: payload, id: message.id.rawValue, timestamp: timestamp)
         var headers: [(name: String, value: String)] = endpoint.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }

@@ -10,11 +10,13 @@ struct EndpointSecretsCodec: Sendable {
     private struct StoredSecret: Codable {
         var key: String
         var expiresAt: Double?
+        /// Absent for HMAC keys (rows written before ed25519 keys existed read as HMAC).
+        var kind: String?
     }
 
     /// The column value and whether it is sealed.
     func seal(_ secrets: [EndpointSecret]) throws -> (bytes: [UInt8], sealed: Bool) {
-        let stored = secrets.map { StoredSecret(key: Data($0.key).base64EncodedString(), expiresAt: $0.expiresAt?.storedValue) }
+        let stored = secrets.map { StoredSecret(key: Data($0.key).base64EncodedString(), expiresAt: $0.expiresAt?.storedValue, kind: $0.kind == .hmac ? nil : $0.kind.rawValue) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         let plain = [UInt8](try encoder.encode(stored))
@@ -41,7 +43,11 @@ struct EndpointSecretsCodec: Sendable {
         }
         return try stored.map { secret in
             guard let key = Data(base64Encoded: secret.key) else { throw StoreError(.corrupt, "endpoint secrets could not be read back") }
-            return EndpointSecret(key: [UInt8](key), expiresAt: secret.expiresAt.map(Date.init(storedValue:)))
+            let kind = try secret.kind.map { text -> EndpointSecret.Kind in
+                guard let kind = EndpointSecret.Kind(rawValue: text) else { throw StoreError(.corrupt, "endpoint secrets could not be read back") }
+                return kind
+            } ?? .hmac
+            return EndpointSecret(key: [UInt8](key), expiresAt: secret.expiresAt.map(Date.init(storedValue:)), kind: kind)
         }
     }
 }

@@ -100,6 +100,9 @@ public struct Ed25519SigningKey: Sendable, CustomStringConvertible, CustomReflec
 
     public var publicKey: Ed25519PublicKey { Ed25519PublicKey(key: key.publicKey) }
 
+    /// The 32-byte seed (the private part); `init(bytes:)` takes it back.
+    public var seed: [UInt8] { Array(key.rawRepresentation) }
+
     /// The `whsk_…` text form (seed ‖ public key, as the Standard Webhooks libraries write it).
     public var encoded: String {
         Self.prefix + ByteEncoding.base64Encode(Array(key.rawRepresentation) + Array(key.publicKey.rawRepresentation))

@@ -119,6 +119,21 @@ struct EndpointAPITests {
         }
     }
 
+    @Test func ed25519KeysAreAcceptedReturnedAndRotatedAsEd25519() async throws {
+        try await withAPI { api in
+            _ = try await api.createApp("A", uid: "a")
+            let signing = Ed25519SigningKey.generate()
+            let id = try await api.createEndpoint(app: "a", ["url": "https://example.com", "secret": signing.encoded])["id"] as! String
+            let secret = try await api.call(.get, "/api/v1/app/a/endpoint/\(id)/secret")
+            #expect(secret.object["key"] as? String == signing.encoded)
+            let rotated = try await api.call(.post, "/api/v1/app/a/endpoint/\(id)/secret/rotate", json: [:])
+            let newKey = try #require(rotated.object["key"] as? String)
+            #expect(newKey.hasPrefix("whsk_") && newKey != signing.encoded)
+            let bad = try await api.call(.post, "/api/v1/app/a/endpoint", json: ["url": "https://example.com", "secret": "whsk_AAAA"])
+            #expect(bad.status == .unprocessableContent)
+        }
+    }
+
     @Test func headersPutPatchGetHideSensitiveAndRefuseReserved() async throws {
         try await withAPI { api in
             _ = try await api.createApp("A", uid: "a")

@@ -96,6 +96,22 @@ struct DeliveryProcessorTests {
         }
     }
 
+    @Test func ed25519EndpointsGetV1aSignaturesThatThePublicKeyVerifies() async throws {
+        var fixture = try await Fixture.make()
+        let signing = Ed25519SigningKey.generate()
+        fixture.endpoint.secrets = [EndpointSecret(key: signing.seed, kind: .ed25519),
+                                    EndpointSecret(key: fixture.secret.bytes, expiresAt: fixture.clock.now.addingTimeInterval(60))]
+        try await fixture.store.updateEndpoint(fixture.endpoint)
+        let transport = FakeTransport()
+        try await fixture.processor(transport).process(try await fixture.claim())
+        let request = try #require(transport.sent.first)
+        let headers = WebhookHeaders(request.headers.map { ($0.name, $0.value) })
+        #expect(headers["webhook-signature"]?.hasPrefix("v1a,") == true)
+        #expect(headers["webhook-signature"]?.contains(" v1,") == true)
+        let verifier = StandardWebhook(keys: [.publicKey(signing.publicKey)])
+        #expect(throws: Never.self) { try verifier.verify(payload: request.body, headers: headers, now: fixture.clock.now) }
+    }
+
     @Test func a500IsRetriedOnScheduleWithTheSameWebhookId() async throws {
         let fixture = try await Fixture.make()
         let transport = FakeTransport([.status(500), .status(502), .status(200)])

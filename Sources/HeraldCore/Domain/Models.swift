@@ -25,13 +25,30 @@ public struct Application: Sendable, Codable, Hashable {
 /// One signing secret of an endpoint. The current secret has no expiry; rotated-out secrets keep
 /// signing until `expiresAt`.
 public struct EndpointSecret: Sendable, Codable, Hashable {
-    /// The raw key bytes (the part after `whsec_`, decoded).
+    /// How a key signs.
+    public enum Kind: String, Sendable, Codable, Hashable {
+        /// HMAC-SHA256, `v1,` signatures; the key is the decoded `whsec_` text.
+        case hmac
+        /// ed25519, `v1a,` signatures; the key is the 32-byte seed of a `whsk_` key.
+        case ed25519
+    }
+
+    /// The raw key bytes.
     public var key: [UInt8]
     public var expiresAt: Date?
+    public var kind: Kind
 
-    public init(key: [UInt8], expiresAt: Date? = nil) {
+    public init(key: [UInt8], expiresAt: Date? = nil, kind: Kind = .hmac) {
         self.key = key
         self.expiresAt = expiresAt
+        self.kind = kind
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        key = try container.decode([UInt8].self, forKey: .key)
+        expiresAt = try container.decodeIfPresent(Date.self, forKey: .expiresAt)
+        kind = try container.decodeIfPresent(Kind.self, forKey: .kind) ?? .hmac
     }
 }
 
