@@ -25,6 +25,15 @@ struct ApplicationController {
         if !partial || body.has("metadata") { app.metadata = body.stringMap("metadata") ?? [:] }
     }
 
+    /// Reads the optional nested `application` object (ApplicationIn) of a message or portal request.
+    static func readNested(_ body: inout BodyReader) -> Application? {
+        guard var nested = body.nested("application") else { return nil }
+        var app = Application(name: "")
+        read(&nested, into: &app, partial: false)
+        body.absorb(nested, under: "application")
+        return app
+    }
+
     @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
         try context.requireAdmin()
         var query = QueryReader(request)

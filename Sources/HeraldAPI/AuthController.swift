@@ -17,13 +17,7 @@ struct AuthController {
         try context.requireAdmin()
         let ref = try context.parameters.require("app_id")
         var body = try await BodyReader.read(request)
-        var toCreate: Application?
-        if var nested = body.nested("application") {
-            var app = Application(name: "")
-            ApplicationController.read(&nested, into: &app, partial: false)
-            body.absorb(nested, under: "application")
-            toCreate = app
-        }
+        let toCreate = ApplicationController.readNested(&body)
         _ = body.stringArray("featureFlags", pattern: .identifier)
         try body.finish()
         var app = try await store.application(ref: ref)

@@ -57,13 +57,7 @@ struct MessageController {
         if let payload, payload.count > maxPayloadBytes {
             throw APIError.payloadTooLarge("Payload is \(payload.count) bytes; the limit is \(maxPayloadBytes) bytes")
         }
-        var applicationToCreate: Application?
-        if var nested = body.nested("application") {
-            var app = Application(name: "")
-            ApplicationController.read(&nested, into: &app, partial: false)
-            body.absorb(nested, under: "application")
-            applicationToCreate = app
-        }
+        var applicationToCreate = ApplicationController.readNested(&body)
         try body.finish()
 
         var appID: ApplicationID

@@ -51,10 +51,17 @@ public struct HeraldID<Kind: IDKind>: Hashable, Comparable, Sendable, Codable, C
 
     /// A new id for something created at `date`.
     public static func generate(at date: Date = Date()) -> Self {
+        // Two 64-bit draws (one system call each) give the 13 base62 characters: 7 from the first,
+        // 6 from the second (62^7 < 2^64); the modulo bias is below 1e-7.
         var generator = SystemRandomNumberGenerator()
+        var value = generator.next()
         var random = [UInt8]()
         random.reserveCapacity(randomLength)
-        for _ in 0..<randomLength { random.append(alphabet[Int.random(in: 0..<62, using: &generator)]) }
+        for index in 0..<randomLength {
+            if index == 7 { value = generator.next() }
+            random.append(alphabet[Int(value % 62)])
+            value /= 62
+        }
         return .init(rawValue: Kind.prefix + timePart(date) + String(decoding: random, as: UTF8.self))
     }
 
