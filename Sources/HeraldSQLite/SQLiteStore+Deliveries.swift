@@ -5,7 +5,7 @@ import HeraldCore
 extension SQLiteStore {
     /// Inserts the delivery, or replaces the stored state of the same message and endpoint.
     static func upsert(_ delivery: Delivery, in db: Database) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, last_attempt_at,
                                     lease_expires_at, trigger_type, event_type, channels, created_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -14,7 +14,7 @@ extension SQLiteStore {
                 next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
                 lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
                 event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
-            """, arguments: [delivery.messageID.rawValue, delivery.endpointID.rawValue, delivery.appID.rawValue,
+            """).execute(arguments: [delivery.messageID.rawValue, delivery.endpointID.rawValue, delivery.appID.rawValue,
                              delivery.status.rawValue, delivery.attemptCount, delivery.nextAttemptAt?.storedValue,
                              delivery.lastAttemptAt?.storedValue, delivery.leaseExpiresAt?.storedValue,
                              delivery.trigger.rawValue, delivery.eventType, try SQLiteCoding.optionalJSON(delivery.channels),
@@ -43,15 +43,14 @@ extension SQLiteStore {
 
     public func attempt(app: ApplicationID, message: MessageID, id: AttemptID) async throws -> Attempt? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM attempts WHERE id = ? AND app_id = ? AND message_id = ?",
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM attempts WHERE id = ? AND app_id = ? AND message_id = ?"),
                              arguments: [id.rawValue, app.rawValue, message.rawValue]).map(SQLiteCoding.attempt)
         }
     }
 
     public func expungeAttemptResponse(app: ApplicationID, message: MessageID, id: AttemptID) async throws {
         try await write { db in
-            try db.execute(sql: "UPDATE attempts SET response = '' WHERE id = ? AND app_id = ? AND message_id = ?",
-                           arguments: [id.rawValue, app.rawValue, message.rawValue])
+            try db.cachedStatement(sql: "UPDATE attempts SET response = '' WHERE id = ? AND app_id = ? AND message_id = ?").execute(arguments: [id.rawValue, app.rawValue, message.rawValue])
             guard db.changesCount > 0 else { throw StoreError.notFound("attempt") }
         }
     }
@@ -127,15 +126,15 @@ extension SQLiteStore {
 
     public func resend(app: ApplicationID, message: MessageID, endpoint: EndpointID, now: Date) async throws {
         try await write { db in
-            guard let stored = try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE id = ? AND app_id = ?",
+            guard let stored = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ? AND app_id = ?"),
                                                 arguments: [message.rawValue, app.rawValue]).map({ try SQLiteCoding.message($0) }) else {
                 throw StoreError.notFound("message")
             }
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?",
+            guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?"),
                                     arguments: [endpoint.rawValue, app.rawValue]) != nil else {
                 throw StoreError.notFound("endpoint")
             }
-            var delivery = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE message_id = ? AND endpoint_id = ?",
+            var delivery = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM deliveries WHERE message_id = ? AND endpoint_id = ?"),
                                             arguments: [message.rawValue, endpoint.rawValue]).map(SQLiteCoding.delivery)
                 ?? Delivery(messageID: message, endpointID: endpoint, appID: app, nextAttemptAt: now,
                             eventType: stored.eventType, channels: stored.channels, createdAt: stored.createdAt)
@@ -166,7 +165,7 @@ extension SQLiteStore {
 
     public func delivery(message: MessageID, endpoint: EndpointID) async throws -> Delivery? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE message_id = ? AND endpoint_id = ?",
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM deliveries WHERE message_id = ? AND endpoint_id = ?"),
                              arguments: [message.rawValue, endpoint.rawValue]).map(SQLiteCoding.delivery)
         }
     }
@@ -180,14 +179,14 @@ extension SQLiteStore {
             // Two scans that the partial indexes `deliveries_due` and `deliveries_leased` serve in
             // order and stop early (the literal statuses let SQLite pick them): due pending ones,
             // and sending ones whose lease lapsed. Merged by due time, as one ordered query would.
-            let pending = try Row.fetchAll(db, sql: """
+            let pending = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM deliveries WHERE status = 1 AND next_attempt_at <= ?
                 ORDER BY next_attempt_at, message_id, endpoint_id LIMIT ?
-                """, arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
-            let lapsed = try Row.fetchAll(db, sql: """
+                """), arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
+            let lapsed = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM deliveries WHERE status = 3 AND lease_expires_at < ?
                 ORDER BY lease_expires_at LIMIT ?
-                """, arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
+                """), arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
             let due = (pending + lapsed).sorted {
                 ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID)
             }.prefix(limit)
@@ -195,9 +194,9 @@ extension SQLiteStore {
                 var claimed = delivery
                 claimed.status = .sending
                 claimed.leaseExpiresAt = leaseUntil
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE deliveries SET status = ?, lease_expires_at = ? WHERE message_id = ? AND endpoint_id = ?
-                    """, arguments: [DeliveryStatus.sending.rawValue, leaseUntil.storedValue,
+                    """).execute(arguments: [DeliveryStatus.sending.rawValue, leaseUntil.storedValue,
                                      delivery.messageID.rawValue, delivery.endpointID.rawValue])
                 return claimed
             }
@@ -209,10 +208,10 @@ extension SQLiteStore {
         try await write { db in
             for delivery in claimed {
                 guard let lease = delivery.leaseExpiresAt else { continue }
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE deliveries SET status = ?, lease_expires_at = NULL
                     WHERE message_id = ? AND endpoint_id = ? AND status = ? AND lease_expires_at = ?
-                    """, arguments: [DeliveryStatus.pending.rawValue, delivery.messageID.rawValue, delivery.endpointID.rawValue,
+                    """).execute(arguments: [DeliveryStatus.pending.rawValue, delivery.messageID.rawValue, delivery.endpointID.rawValue,
                                      DeliveryStatus.sending.rawValue, lease.storedValue])
             }
         }
@@ -246,7 +245,7 @@ extension SQLiteStore {
     public func deliveryCounts() async throws -> [DeliveryStatus: Int] {
         try await read { db in
             var counts: [DeliveryStatus: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status") {
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")) {
                 if let status = DeliveryStatus(rawValue: row["status"]) { counts[status] = row["n"] }
             }
             return counts
@@ -255,8 +254,7 @@ extension SQLiteStore {
 
     public func releaseAllClaims() async throws -> Int {
         try await write { db in
-            try db.execute(sql: "UPDATE deliveries SET status = ?, lease_expires_at = NULL WHERE status = ?",
-                           arguments: [DeliveryStatus.pending.rawValue, DeliveryStatus.sending.rawValue])
+            try db.cachedStatement(sql: "UPDATE deliveries SET status = ?, lease_expires_at = NULL WHERE status = ?").execute(arguments: [DeliveryStatus.pending.rawValue, DeliveryStatus.sending.rawValue])
             return db.changesCount
         }
     }
@@ -265,14 +263,14 @@ extension SQLiteStore {
     static func recordAttempt(_ attempt: Attempt, delivery: Delivery, in db: Database) throws {
         // The endpoint or message may have been deleted while the attempt was in flight: then
         // there is nothing left to record it against.
-        guard try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE id = ?", arguments: [delivery.endpointID.rawValue]) != nil,
-              try Bool.fetchOne(db, sql: "SELECT 1 FROM messages WHERE id = ?", arguments: [delivery.messageID.rawValue]) != nil
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE id = ?"), arguments: [delivery.endpointID.rawValue]) != nil,
+              try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM messages WHERE id = ?"), arguments: [delivery.messageID.rawValue]) != nil
         else { return }
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
                                   response_duration_ms, status, trigger_type, event_type, channels, created_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [attempt.id.rawValue, attempt.messageID.rawValue, attempt.endpointID.rawValue,
+            """).execute(arguments: [attempt.id.rawValue, attempt.messageID.rawValue, attempt.endpointID.rawValue,
                              attempt.appID.rawValue, attempt.url, attempt.responseStatusCode, attempt.response,
                              attempt.responseDurationMs, attempt.status.rawValue, attempt.triggerType.rawValue,
                              attempt.eventType, try SQLiteCoding.optionalJSON(attempt.channels),

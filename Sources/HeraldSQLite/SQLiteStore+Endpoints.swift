@@ -6,28 +6,28 @@ extension SQLiteStore {
     public func createEndpoint(_ endpoint: Endpoint) async throws {
         let sealed = try secrets.seal(endpoint.secrets)
         try await write { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM applications WHERE id = ?", arguments: [endpoint.appID.rawValue]) != nil else {
+            guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM applications WHERE id = ?"), arguments: [endpoint.appID.rawValue]) != nil else {
                 throw StoreError.notFound("application")
             }
             if let uid = endpoint.uid,
-               try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE app_id = ? AND uid = ?",
+               try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE app_id = ? AND uid = ?"),
                                  arguments: [endpoint.appID.rawValue, uid]) != nil {
                 throw StoreError.conflict("an endpoint with uid '\(uid)' already exists")
             }
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO endpoints (uid, url, description, disabled, event_types, channels, throttle_rate,
                                        metadata, headers, secrets, secrets_sealed, created_at, updated_at, failing_since,
                                        id, app_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: try Self.endpointValues(endpoint, sealed: sealed) + [endpoint.id.rawValue, endpoint.appID.rawValue])
+                """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed) + [endpoint.id.rawValue, endpoint.appID.rawValue])
         }
     }
 
     public func endpoint(app: ApplicationID, ref: String) async throws -> Endpoint? {
         let codec = secrets
         return try await read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT * FROM endpoints WHERE id = ? AND app_id = ?", arguments: [ref, app.rawValue])
-                ?? Row.fetchOne(db, sql: "SELECT * FROM endpoints WHERE app_id = ? AND uid = ?", arguments: [app.rawValue, ref])
+            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM endpoints WHERE id = ? AND app_id = ?"), arguments: [ref, app.rawValue])
+                ?? Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM endpoints WHERE app_id = ? AND uid = ?"), arguments: [app.rawValue, ref])
             return try row.map { try SQLiteCoding.endpoint($0, secrets: codec) }
         }
     }
@@ -48,21 +48,21 @@ extension SQLiteStore {
     public func updateEndpoint(_ endpoint: Endpoint) async throws {
         let sealed = try secrets.seal(endpoint.secrets)
         try await write { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?",
+            guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?"),
                                     arguments: [endpoint.id.rawValue, endpoint.appID.rawValue]) != nil else {
                 throw StoreError.notFound("endpoint")
             }
             if let uid = endpoint.uid,
-               try Bool.fetchOne(db, sql: "SELECT 1 FROM endpoints WHERE app_id = ? AND uid = ? AND id <> ?",
+               try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE app_id = ? AND uid = ? AND id <> ?"),
                                  arguments: [endpoint.appID.rawValue, uid, endpoint.id.rawValue]) != nil {
                 throw StoreError.conflict("an endpoint with uid '\(uid)' already exists")
             }
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE endpoints SET uid = ?, url = ?, description = ?, disabled = ?, event_types = ?, channels = ?,
                     throttle_rate = ?, metadata = ?, headers = ?, secrets = ?, secrets_sealed = ?, created_at = ?,
                     updated_at = ?, failing_since = ?
                 WHERE id = ? AND app_id = ?
-                """, arguments: try Self.endpointValues(endpoint, sealed: sealed)
+                """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed)
                     + [endpoint.id.rawValue, endpoint.appID.rawValue])
         }
     }
@@ -70,7 +70,7 @@ extension SQLiteStore {
     public func deleteEndpoint(app: ApplicationID, id: EndpointID) async throws {
         try await write { db in
             // Foreign keys cascade to the endpoint's deliveries and attempts.
-            try db.execute(sql: "DELETE FROM endpoints WHERE id = ? AND app_id = ?", arguments: [id.rawValue, app.rawValue])
+            try db.cachedStatement(sql: "DELETE FROM endpoints WHERE id = ? AND app_id = ?").execute(arguments: [id.rawValue, app.rawValue])
             guard db.changesCount > 0 else { throw StoreError.notFound("endpoint") }
         }
     }

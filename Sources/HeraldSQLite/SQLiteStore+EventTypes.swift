@@ -5,19 +5,19 @@ import HeraldCore
 extension SQLiteStore {
     public func createEventType(_ eventType: EventType) async throws {
         try await write { db in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM event_types WHERE name = ?", arguments: [eventType.name]) != nil {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM event_types WHERE name = ?"), arguments: [eventType.name]) != nil {
                 throw StoreError.conflict("event type '\(eventType.name)' already exists")
             }
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO event_types (description, archived, deprecated, schemas, feature_flag, created_at, updated_at, name)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: Self.eventTypeValues(eventType))
+                """).execute(arguments: Self.eventTypeValues(eventType))
         }
     }
 
     public func eventType(name: String) async throws -> EventType? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM event_types WHERE name = ?", arguments: [name]).map(SQLiteCoding.eventType)
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM event_types WHERE name = ?"), arguments: [name]).map(SQLiteCoding.eventType)
         }
     }
 
@@ -34,18 +34,18 @@ extension SQLiteStore {
 
     public func updateEventType(_ eventType: EventType) async throws {
         try await write { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE event_types SET description = ?, archived = ?, deprecated = ?, schemas = ?, feature_flag = ?,
                     created_at = ?, updated_at = ?
                 WHERE name = ?
-                """, arguments: Self.eventTypeValues(eventType))
+                """).execute(arguments: Self.eventTypeValues(eventType))
             guard db.changesCount > 0 else { throw StoreError.notFound("event type") }
         }
     }
 
     public func deleteEventType(name: String) async throws {
         try await write { db in
-            try db.execute(sql: "DELETE FROM event_types WHERE name = ?", arguments: [name])
+            try db.cachedStatement(sql: "DELETE FROM event_types WHERE name = ?").execute(arguments: [name])
             guard db.changesCount > 0 else { throw StoreError.notFound("event type") }
         }
     }

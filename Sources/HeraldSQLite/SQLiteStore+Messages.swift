@@ -6,11 +6,11 @@ extension SQLiteStore {
     /// The body of `publish`, run inside the batch's transaction (in its own savepoint).
     static func publish(_ request: PublishRequest, in db: Database) throws -> PublishResult {
         var message = request.message
-        if try Bool.fetchOne(db, sql: "SELECT 1 FROM applications WHERE id = ?", arguments: [message.appID.rawValue]) == nil {
+        if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM applications WHERE id = ?"), arguments: [message.appID.rawValue]) == nil {
             guard let toCreate = request.applicationToCreate else { throw StoreError.notFound("application") }
             let existing = try toCreate.uid.flatMap {
-                try String.fetchOne(db, sql: "SELECT id FROM applications WHERE uid = ?", arguments: [$0])
-            } ?? String.fetchOne(db, sql: "SELECT id FROM applications WHERE id = ?", arguments: [toCreate.id.rawValue])
+                try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM applications WHERE uid = ?"), arguments: [$0])
+            } ?? String.fetchOne(db.cachedStatement(sql: "SELECT id FROM applications WHERE id = ?"), arguments: [toCreate.id.rawValue])
             if let existing {
                 message.appID = ApplicationID(rawValue: existing)
             } else {
@@ -19,27 +19,27 @@ extension SQLiteStore {
             }
         }
         if let eventID = message.eventID,
-           try Bool.fetchOne(db, sql: "SELECT 1 FROM messages WHERE app_id = ? AND event_id = ?",
+           try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM messages WHERE app_id = ? AND event_id = ?"),
                              arguments: [message.appID.rawValue, eventID]) != nil {
             throw StoreError.conflict("a message with eventId '\(eventID)' already exists")
         }
         if let record = request.idempotency,
-           try Bool.fetchOne(db, sql: "SELECT 1 FROM idempotency_records WHERE key = ? AND expires_at > ?",
+           try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM idempotency_records WHERE key = ? AND expires_at > ?"),
                              arguments: [record.key, record.createdAt.storedValue]) != nil {
             throw StoreError.conflict("idempotency key already used")
         }
         let channels = try SQLiteCoding.optionalJSON(message.channels)
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at, payload_expires_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [message.id.rawValue, message.appID.rawValue, message.eventID, message.eventType,
+            """).execute(arguments: [message.id.rawValue, message.appID.rawValue, message.eventID, message.eventType,
                              message.payload.map { Data($0) }, channels, message.createdAt.storedValue,
                              message.payloadExpiresAt.storedValue])
 
         // Only the columns that EndpointFilter reads: secrets are neither needed nor opened here.
-        let candidates = try Row.fetchAll(db, sql: """
+        let candidates = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT id, disabled, event_types, channels FROM endpoints WHERE app_id = ? ORDER BY id
-            """, arguments: [message.appID.rawValue])
+            """), arguments: [message.appID.rawValue])
         var deliveries: [Delivery] = []
         for row in candidates {
             let endpoint = Endpoint(
@@ -56,10 +56,10 @@ extension SQLiteStore {
             deliveries.append(delivery)
         }
         if let record = request.idempotency {
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO idempotency_records (key, status_code, body, created_at, expires_at)
                 VALUES (?, ?, ?, ?, ?)
-                """, arguments: [record.key, record.statusCode, Data(record.body), record.createdAt.storedValue,
+                """).execute(arguments: [record.key, record.statusCode, Data(record.body), record.createdAt.storedValue,
                                  record.expiresAt.storedValue])
         }
         return PublishResult(message: message, deliveries: deliveries)
@@ -67,9 +67,9 @@ extension SQLiteStore {
 
     public func message(app: ApplicationID, ref: String) async throws -> Message? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE id = ? AND app_id = ?", arguments: [ref, app.rawValue])
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ? AND app_id = ?"), arguments: [ref, app.rawValue])
                 .map { try SQLiteCoding.message($0) }
-                ?? Row.fetchOne(db, sql: "SELECT * FROM messages WHERE app_id = ? AND event_id = ?", arguments: [app.rawValue, ref])
+                ?? Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM messages WHERE app_id = ? AND event_id = ?"), arguments: [app.rawValue, ref])
                 .map { try SQLiteCoding.message($0) }
         }
     }
@@ -88,7 +88,7 @@ extension SQLiteStore {
 
     public func expungeMessagePayload(app: ApplicationID, id: MessageID) async throws {
         try await write { db in
-            try db.execute(sql: "UPDATE messages SET payload = NULL WHERE id = ? AND app_id = ?", arguments: [id.rawValue, app.rawValue])
+            try db.cachedStatement(sql: "UPDATE messages SET payload = NULL WHERE id = ? AND app_id = ?").execute(arguments: [id.rawValue, app.rawValue])
             guard db.changesCount > 0 else { throw StoreError.notFound("message") }
         }
     }

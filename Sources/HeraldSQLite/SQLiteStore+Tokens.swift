@@ -7,7 +7,7 @@ extension SQLiteStore {
 
     public func idempotencyRecord(key: String, now: Date) async throws -> IdempotencyRecord? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM idempotency_records WHERE key = ? AND expires_at > ?",
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency_records WHERE key = ? AND expires_at > ?"),
                              arguments: [key, now.storedValue]).map(SQLiteCoding.idempotencyRecord)
         }
     }
@@ -15,13 +15,13 @@ extension SQLiteStore {
     public func saveIdempotencyRecord(_ record: IdempotencyRecord) async throws {
         try await write { db in
             // First wins: an existing record is replaced only once it has expired.
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET
                     status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
                     expires_at = excluded.expires_at
                 WHERE idempotency_records.expires_at <= excluded.created_at
-                """, arguments: [record.key, record.statusCode, Data(record.body), record.createdAt.storedValue,
+                """).execute(arguments: [record.key, record.statusCode, Data(record.body), record.createdAt.storedValue,
                                  record.expiresAt.storedValue])
         }
     }
@@ -32,33 +32,33 @@ extension SQLiteStore {
         try await write { db in
             var appID: String?
             if case .application(let id) = token.scope {
-                guard try Bool.fetchOne(db, sql: "SELECT 1 FROM applications WHERE id = ?", arguments: [id.rawValue]) != nil else {
+                guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM applications WHERE id = ?"), arguments: [id.rawValue]) != nil else {
                     throw StoreError.notFound("application")
                 }
                 appID = id.rawValue
             }
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO api_tokens (id, hash, app_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
-                """, arguments: [token.id.rawValue, Data(token.hash), appID, token.createdAt.storedValue,
+                """).execute(arguments: [token.id.rawValue, Data(token.hash), appID, token.createdAt.storedValue,
                                  token.expiresAt?.storedValue])
         }
     }
 
     public func token(hash: [UInt8]) async throws -> APIToken? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM api_tokens WHERE hash = ? LIMIT 1", arguments: [Data(hash)]).map(SQLiteCoding.token)
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM api_tokens WHERE hash = ? LIMIT 1"), arguments: [Data(hash)]).map(SQLiteCoding.token)
         }
     }
 
     public func deleteToken(id: TokenID) async throws {
         try await write { db in
-            try db.execute(sql: "DELETE FROM api_tokens WHERE id = ?", arguments: [id.rawValue])
+            try db.cachedStatement(sql: "DELETE FROM api_tokens WHERE id = ?").execute(arguments: [id.rawValue])
         }
     }
 
     public func adminTokenCount() async throws -> Int {
         try await read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM api_tokens WHERE app_id IS NULL") ?? 0
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM api_tokens WHERE app_id IS NULL")) ?? 0
         }
     }
 }

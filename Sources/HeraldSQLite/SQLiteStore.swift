@@ -93,8 +93,8 @@ public final class SQLiteStore: HeraldStore {
     static func relaxedWrite<T: Sendable>(_ writer: any DatabaseWriter, durable: Bool, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         guard durable else { return try await writer.write(body) }
         return try await writer.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
+            defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
             var result: T?
             try db.inTransaction {
                 result = try body(db)
