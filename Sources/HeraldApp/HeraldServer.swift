@@ -29,6 +29,9 @@ public struct HeraldServer: Sendable {
     public let generatedAdminToken: String?
     /// The delivery engine, unless the role is `api`.
     public let dispatcher: Dispatcher?
+    /// The background services (retention, and the dispatcher unless the role is `api`); the
+    /// application runs them beside the API, a `worker` runs them alone.
+    public let services: [any Service]
 
     public static func build(
         configuration: HeraldConfiguration,
@@ -45,7 +48,7 @@ public struct HeraldServer: Sendable {
             if released > 0 { logger.notice("re-queued deliveries interrupted by the last stop", metadata: ["herald.deliveries": "\(released)"]) }
         }
 
-        var services: [any Service] = []
+        var services: [any Service] = [RetentionService(store: store, interval: .seconds(60), logger: logger)]
         var dispatcher: Dispatcher?
         if configuration.role != .api {
             let networks = configuration.allowedNetworks.compactMap(CIDR.init)
@@ -77,7 +80,7 @@ public struct HeraldServer: Sendable {
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger
         )
-        return HeraldServer(application: application, store: store, generatedAdminToken: generated, dispatcher: dispatcher)
+        return HeraldServer(application: application, store: store, generatedAdminToken: generated, dispatcher: dispatcher, services: services)
     }
 
     /// Opens the configured store; migrations run before this returns.

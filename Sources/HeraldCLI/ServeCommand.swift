@@ -75,9 +75,9 @@ struct ServeCommand: AsyncParsableCommand {
         if let token = server.generatedAdminToken {
             printFlushed("Admin token (shown once, store it now): \(token)")
         }
-        if settings.configuration.role == .worker, let dispatcher = server.dispatcher {
+        if settings.configuration.role == .worker {
             printFlushed("Herald worker started (no API)")
-            let group = ServiceGroup(services: [dispatcher], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            let group = ServiceGroup(services: server.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
             return
         }

@@ -11,6 +11,9 @@ enum SQLiteMigrations {
         migrator.registerMigration("v1-schema") { db in
             try db.execute(sql: v1)
         }
+        migrator.registerMigration("v2-expiry-indexes") { db in
+            try db.execute(sql: v2)
+        }
         return migrator
     }
 
@@ -125,5 +128,13 @@ enum SQLiteMigrations {
         );
         CREATE INDEX api_tokens_hash ON api_tokens(hash);
         CREATE INDEX api_tokens_app ON api_tokens(app_id);
+        """
+}
+
+extension SQLiteMigrations {
+    /// Indexes for the periodic purge of expired idempotency records and payloads.
+    fileprivate static let v2 = """
+        CREATE INDEX idempotency_records_expires ON idempotency_records(expires_at);
+        CREATE INDEX messages_payload_expires ON messages(payload_expires_at) WHERE payload IS NOT NULL;
         """
 }

@@ -12,6 +12,16 @@ extension SQLiteStore {
         }
     }
 
+    public func purgeExpired(now: Date) async throws -> PurgeResult {
+        try await write { db in
+            try db.cachedStatement(sql: "DELETE FROM idempotency_records WHERE expires_at <= ?").execute(arguments: [now.storedValue])
+            let records = db.changesCount
+            try db.cachedStatement(sql: "UPDATE messages SET payload = NULL WHERE payload IS NOT NULL AND payload_expires_at <= ?")
+                .execute(arguments: [now.storedValue])
+            return PurgeResult(idempotencyRecords: records, payloads: db.changesCount)
+        }
+    }
+
     public func saveIdempotencyRecord(_ record: IdempotencyRecord) async throws {
         try await write { db in
             // First wins: an existing record is replaced only once it has expired.

@@ -29,6 +29,7 @@ public struct StoreConformance: Sendable {
         case claimDueDeliveries
         case concurrentClaims
         case releaseClaims
+        case purgeExpired
         case attempts
         case deliveredMessagesAndDestinations
         case idempotencyRecords
@@ -68,6 +69,7 @@ public struct StoreConformance: Sendable {
         case .claimDueDeliveries: try await testClaimDueDeliveries()
         case .concurrentClaims: try await testConcurrentClaims()
         case .releaseClaims: try await testReleaseClaims()
+        case .purgeExpired: try await testPurgeExpired()
         case .attempts: try await testAttempts()
         case .deliveredMessagesAndDestinations: try await testDeliveredMessagesAndDestinations()
         case .idempotencyRecords: try await testIdempotencyRecords()
@@ -652,6 +654,25 @@ public struct StoreConformance: Sendable {
         #expect(try await store.deliveryCounts() == [.pending: 3])
         let all = try await store.claimDueDeliveries(now: at(102), limit: 10, leaseUntil: at(400))
         #expect(all.count == 3)
+    }
+
+    /// Expired idempotency records go; payloads past their retention are dropped, the rest kept.
+    public func testPurgeExpired() async throws {
+        let store = try await makeStore()
+        let app = try await makeApplication(store)
+        try await store.saveIdempotencyRecord(IdempotencyRecord(key: "old", statusCode: 202, body: [1], createdAt: at(0), expiresAt: at(100)))
+        try await store.saveIdempotencyRecord(IdempotencyRecord(key: "new", statusCode: 202, body: [2], createdAt: at(0), expiresAt: at(300)))
+        let short = Message(appID: app.id, eventType: "e", payload: Array("{}".utf8), createdAt: at(0), payloadExpiresAt: at(150))
+        let long = Message(appID: app.id, eventType: "e", payload: Array("{}".utf8), createdAt: at(1), payloadExpiresAt: at(10_000))
+        _ = try await store.publish(PublishRequest(message: short))
+        _ = try await store.publish(PublishRequest(message: long))
+        let result = try await store.purgeExpired(now: at(200))
+        #expect(result == PurgeResult(idempotencyRecords: 1, payloads: 1))
+        #expect(try await store.idempotencyRecord(key: "old", now: at(50)) == nil)
+        #expect(try await store.idempotencyRecord(key: "new", now: at(200))?.body == [2])
+        #expect(try await store.message(app: app.id, ref: short.id.rawValue)?.payload == nil)
+        #expect(try await store.message(app: app.id, ref: long.id.rawValue)?.payload == Array("{}".utf8))
+        #expect(try await store.purgeExpired(now: at(200)) == PurgeResult(idempotencyRecords: 0, payloads: 0))
     }
 
     private func remainingID(_ store: any HeraldStore, excluding claimed: [Delivery]) async throws -> MessageID? {

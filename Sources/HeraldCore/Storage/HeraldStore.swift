@@ -102,6 +102,16 @@ public struct MessageDestination: Sendable {
     }
 }
 
+/// What `purgeExpired` removed.
+public struct PurgeResult: Sendable, Hashable {
+    public var idempotencyRecords: Int
+    public var payloads: Int
+    public init(idempotencyRecords: Int, payloads: Int) {
+        self.idempotencyRecords = idempotencyRecords
+        self.payloads = payloads
+    }
+}
+
 /// The endpoints and messages that a batch of claimed deliveries needs.
 public struct DeliveryTargets: Sendable {
     public var endpoints: [EndpointID: Endpoint]
@@ -204,6 +214,11 @@ public protocol HeraldStore: Sendable {
     func idempotencyRecord(key: String, now: Date) async throws -> IdempotencyRecord?
     /// Stores a record, replacing an expired one. An unexpired record with the key is kept (first wins).
     func saveIdempotencyRecord(_ record: IdempotencyRecord) async throws
+
+    // MARK: Retention
+    /// Deletes idempotency records that expired at or before `now`, and drops the payloads of
+    /// messages whose retention period ended at or before `now`. Returns how many of each.
+    func purgeExpired(now: Date) async throws -> PurgeResult
 
     // MARK: API tokens
     func createToken(_ token: APIToken) async throws

@@ -318,6 +318,20 @@ public actor InMemoryStore: HeraldStore {
         idempotency[record.key] = record
     }
 
+    // MARK: Retention
+
+    public func purgeExpired(now: Date) -> PurgeResult {
+        let before = idempotency.count
+        idempotency = idempotency.filter { $0.value.expiresAt > now }
+        var payloads = 0
+        for (id, var message) in messages where message.payload != nil && message.payloadExpiresAt <= now {
+            message.payload = nil
+            messages[id] = message
+            payloads += 1
+        }
+        return PurgeResult(idempotencyRecords: before - idempotency.count, payloads: payloads)
+    }
+
     // MARK: Tokens
 
     public func createToken(_ token: APIToken) { tokens[token.id] = token }
