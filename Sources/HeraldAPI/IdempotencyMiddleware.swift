@@ -65,17 +65,25 @@ struct IdempotencyMiddleware: RouterMiddleware {
         context.idempotencyKey = scoped
         var response = try await next(request, context)
         guard (200..<300).contains(response.status.code) else { return response }
+        // A handler that stored the record in its own transaction (message create) says so: no second write.
+        if response.headers[Self.storedMarker] != nil {
+            response.headers[Self.storedMarker] = nil
+            return response
+        }
         // Keep the body to store it, and answer with the same bytes.
         let writer = CollectingBodyWriter(buffer: ByteBuffer())
         try await response.body.write(writer)
         let collected = await writer.storage.buffer
         let bytes = Array(collected.readableBytesView)
-        // A handler that already stored the record in its own transaction (message create) wins.
+        // First wins: a concurrent node's record is kept.
         try await store.saveIdempotencyRecord(IdempotencyRecord(
             key: scoped, statusCode: Int(response.status.code), body: bytes, createdAt: now, expiresAt: now.addingTimeInterval(Self.lifetime)))
         response.body = .init(byteBuffer: collected)
         return response
     }
+
+    /// Set by a handler that stored the idempotency record itself; removed before the answer leaves.
+    static let storedMarker = HTTPField.Name("x-herald-idempotency-stored")!
 
     static func replay(_ record: IdempotencyRecord) -> Response {
         var headers: HTTPFields = [:]

@@ -101,7 +101,9 @@ struct MessageController {
         guard result.message.appID == message.appID else {
             return try Self.response(result.message, status: .accepted, withContent: withContent)
         }
-        return APIResponse.json(.accepted, bytes)
+        var response = APIResponse.json(.accepted, bytes)
+        if record != nil { response.headers[IdempotencyMiddleware.storedMarker] = "1" }
+        return response
     }
 
     static func messageFilter(_ query: inout QueryReader) -> MessageFilter {

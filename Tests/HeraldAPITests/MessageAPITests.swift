@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HTTPTypes
 import Hummingbird
 import Testing
 
@@ -103,6 +104,8 @@ struct MessageAPITests {
             let replay = try await api.publish(app: "a", ["eventType": "e", "payload": ["n": 999]], headers: ["idempotency-key": "key-1"])
             #expect(first.status == .accepted && replay.status == .accepted)
             #expect(replay.raw == first.raw)
+            #expect(first.headers[HTTPField.Name("x-herald-idempotency-stored")!] == nil)  // internal marker never leaves
+            #expect(replay.headers[HTTPField.Name("idempotent-replayed")!] == "true")
 
             let answers = try await withThrowingTaskGroup(of: APIAnswer.self) { group in
                 for _ in 0..<10 {
