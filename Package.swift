@@ -103,6 +103,7 @@ var targets: [Target] = [
             "WebhookSignature",
             "WebhookSignatureHummingbird",
             "HeraldApp",
+            "HeraldCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

@@ -116,16 +116,6 @@ struct PayloadOptions: ParsableArguments {
     }
 }
 
-enum WebhookID {
-    private static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-
-    /// A new `msg_…` id: a random 27-character base62 part, as Svix ids look.
-    static func generate(prefix: String = "msg_") -> String {
-        var generator = SystemRandomNumberGenerator()
-        return prefix + String((0..<27).map { _ in alphabet.randomElement(using: &generator)! })
-    }
-}
-
 /// Quotes `text` for a POSIX shell.
 func shellQuote(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import HeraldCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -49,7 +50,7 @@ struct SendCommand: AsyncParsableCommand {
         guard timeout > 0 else { throw CLIError("--timeout must be more than 0 seconds") }
         let signer = try self.scheme.make(secrets: try secret.require(), tolerance: nil)
         let body = try makeBody()
-        let webhookID = id ?? WebhookID.generate()
+        let webhookID = id ?? MessageID.generate().rawValue
         let now = Date()
 
         var request = HTTPClientRequest(url: url)

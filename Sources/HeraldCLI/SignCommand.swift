@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HeraldCore
 import WebhookSignature
 
 struct SignCommand: AsyncParsableCommand {
@@ -33,7 +34,7 @@ struct SignCommand: AsyncParsableCommand {
         let date = timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) } ?? Date()
         let headers: [(name: String, value: String)]
         do {
-            headers = try signer.sign(payload: body, id: id ?? WebhookID.generate(), timestamp: date)
+            headers = try signer.sign(payload: body, id: id ?? MessageID.generate().rawValue, timestamp: date)
         } catch {
             throw CLIError(error.message)
         }

@@ -1,10 +1,11 @@
+import HeraldCore
 import Metrics
 
 /// The dispatcher's metrics (swift-metrics; exported in Prometheus format by `GET /metrics`).
 public struct DeliveryMetrics: Sendable {
     public init() {}
 
-    public func recordAttempt(status: DeliveryStatusLabel, statusCode: Int, outcome: TransportResponseOutcomeLabel, duration: Duration, publishToDelivery: Double?) {
+    public func recordAttempt(status: DeliveryStatus, statusCode: Int, duration: Duration, publishToDelivery: Double?) {
         let statusClass = statusCode == 0 ? "none" : "\(statusCode / 100)xx"
         Counter(label: "herald_attempts_total", dimensions: [("outcome", status.label), ("status_class", statusClass)]).increment()
         Timer(label: "herald_attempt_duration_seconds").recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
@@ -29,9 +30,6 @@ public struct DeliveryMetrics: Sendable {
     }
 }
 
-import HeraldCore
-public typealias DeliveryStatusLabel = DeliveryStatus
-public typealias TransportResponseOutcomeLabel = TransportResponse.Outcome
 
 extension DeliveryStatus {
     var label: String { self == .success ? "success" : "failure" }

@@ -120,7 +120,7 @@ public struct DeliveryProcessor: Sendable {
             createdAt: started
         )
         try await store.recordAttempt(attempt, delivery: next)
-        metrics.recordAttempt(status: attemptStatus, statusCode: statusCode, outcome: response.outcome, duration: response.duration,
+        metrics.recordAttempt(status: attemptStatus, statusCode: statusCode, duration: response.duration,
                               publishToDelivery: attemptStatus == .success && claimed.attemptCount == 0 ? finished.timeIntervalSince(message.createdAt) : nil)
         logger.debug("attempt recorded", metadata: [
             "herald.attempt.id": "\(attempt.id)", "herald.attempt.status": "\(attemptStatus.text)",

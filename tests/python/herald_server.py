@@ -170,3 +170,18 @@ def shared_server(tmp_path_factory):
         server.stop()  # a clean SIGTERM exit is asserted by a test of its own
     except AssertionError:
         pass
+
+
+def list_all(server, path, limit=250):
+    """Every item of a paged listing, following `iterator` until `done`."""
+    items, iterator = [], None
+    for _ in range(1000):
+        params = {"limit": limit, **({"iterator": iterator} if iterator else {})}
+        response = server.request("GET", path, params=params)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        page = response.json()
+        items.extend(page["data"])
+        if page["done"]:
+            return items
+        iterator = page["iterator"]
+    raise AssertionError("pagination does not terminate")

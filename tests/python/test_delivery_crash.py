@@ -13,7 +13,7 @@ import time
 import requests
 from standardwebhooks import Webhook
 
-from herald_server import HeraldServer, new_token
+from herald_server import HeraldServer, list_all, new_token
 from test_delivery_e2e import DISPATCH_ARGS, ALLOW_LOOPBACK, Receiver, new_secret, wait_until
 
 MESSAGES = 200
@@ -54,18 +54,6 @@ class Publisher(threading.Thread):
                 return
 
 
-def list_all(server, path, limit=250):
-    items, iterator = [], None
-    for _ in range(1000):
-        params = {"limit": limit, **({"iterator": iterator} if iterator else {})}
-        response = server.request("GET", path, params=params)
-        assert response.status_code == 200, (path, response.status_code, response.text)
-        page = response.json()
-        items.extend(page["data"])
-        if page["done"]:
-            return items
-        iterator = page["iterator"]
-    raise AssertionError("pagination does not terminate")
 
 
 def test_deliveries_in_flight_survive_kill_9(tmp_path):

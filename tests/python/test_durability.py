@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from herald_server import HeraldServer, new_token
+from herald_server import HeraldServer, list_all, new_token
 
 THREADS = 8
 KILL_AFTER = 500          # accepted messages before the kill
@@ -49,18 +49,6 @@ class Publisher:
             i += 1
 
 
-def list_all(server, path, limit=250):
-    items, iterator = [], None
-    for _ in range(1000):
-        params = {"limit": limit, **({"iterator": iterator} if iterator else {})}
-        response = server.request("GET", path, params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items.extend(page["data"])
-        if page["done"]:
-            return items
-        iterator = page["iterator"]
-    raise AssertionError("pagination does not terminate")
 
 
 def test_every_accepted_message_survives_kill_9(tmp_path):
