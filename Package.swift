@@ -45,6 +45,17 @@ var targets: [Target] = [
         ],
         swiftSettings: swiftSettings
     ),
+    // The multi-node store: PostgreSQL through PostgresNIO.
+    .target(
+        name: "HeraldPostgres",
+        dependencies: [
+            "HeraldCore",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ],
+        swiftSettings: swiftSettings
+    ),
     // The store conformance suite every backend runs, and test helpers.
     .target(
         name: "HeraldTesting",
@@ -86,6 +97,7 @@ var targets: [Target] = [
         dependencies: [
             "HeraldCore",
             "HeraldSQLite",
+            "HeraldPostgres",
             "HeraldAPI",
             "HeraldDelivery",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -127,7 +139,8 @@ var targets: [Target] = [
     ),
     .testTarget(
         name: "HeraldStoreTests",
-        dependencies: ["HeraldCore", "HeraldSQLite", "HeraldTesting"],
+        dependencies: ["HeraldCore", "HeraldSQLite", "HeraldPostgres", "HeraldTesting",
+                       .product(name: "Logging", package: "swift-log")],
         swiftSettings: swiftSettings
     ),
     .testTarget(
@@ -150,6 +163,7 @@ var targets: [Target] = [
             "HeraldApp",
             "HeraldCore",
             "HeraldSQLite",
+            "HeraldPostgres",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ],
@@ -195,6 +209,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),

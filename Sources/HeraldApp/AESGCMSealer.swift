@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HeraldCore
 import HeraldSQLite
 
 /// Seals endpoint secrets at rest with AES-256-GCM under the main key.

@@ -6,6 +6,7 @@ import NIOCore
 import Prometheus
 import ServiceLifecycle
 import HeraldCore
+import HeraldPostgres
 import HeraldSQLite
 import Hummingbird
 import Logging
@@ -40,15 +41,26 @@ public struct HeraldServer: Sendable {
         transport: (any WebhookTransport)? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> HeraldServer {
-        let store = try openStore(configuration)
-        let generated = try await ensureAdminToken(store: store, given: configuration.token)
+        let store = try await openStore(configuration, logger: logger)
+        let generated: String?
+        do {
+            generated = try await ensureAdminToken(store: store, given: configuration.token)
+        } catch {
+            await close(store)
+            throw error
+        }
         if configuration.role != .api, case .sqliteFile = configuration.database {
             // One process owns a SQLite file: deliveries left `sending` by a crash can go again now.
             let released = try await store.releaseAllClaims()
             if released > 0 { logger.notice("re-queued deliveries interrupted by the last stop", metadata: ["herald.deliveries": "\(released)"]) }
         }
 
-        var services: [any Service] = [RetentionService(store: store, interval: .seconds(60), logger: logger)]
+        var services: [any Service] = []
+        if let postgres = store as? PostgresStore {
+            // First in the list, so the group stops it last: everything else still has the pool.
+            services.append(PostgresPoolService(store: postgres))
+        }
+        services.append(RetentionService(store: store, interval: .seconds(60), logger: logger))
         var dispatcher: Dispatcher?
         if configuration.role != .api {
             let networks = configuration.allowedNetworks.compactMap(CIDR.init)
@@ -63,6 +75,10 @@ public struct HeraldServer: Sendable {
             let created = Dispatcher(store: store, transport: transport, configuration: dispatcherConfiguration, logger: logger)
             dispatcher = created
             services.append(created)
+            if let postgres = store as? PostgresStore {
+                // Publishes, resends and recoveries on any node wake this node's dispatcher.
+                services.append(PostgresWakeupService(store: postgres, wakeup: created.wakeup))
+            }
         }
         let wakeup = dispatcher?.wakeup
         let api = HeraldAPI(store: store, configuration: .init(maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: { wakeup?.signal() }))
@@ -84,7 +100,7 @@ public struct HeraldServer: Sendable {
     }
 
     /// Opens the configured store; migrations run before this returns.
-    public static func openStore(_ configuration: HeraldConfiguration) throws -> any HeraldStore {
+    public static func openStore(_ configuration: HeraldConfiguration, logger: Logger) async throws -> any HeraldStore {
         switch configuration.database {
         case .sqliteMemory:
             let key = SymmetricKey(size: .bits256)
@@ -96,9 +112,36 @@ public struct HeraldServer: Sendable {
             } catch let error as StoreError {
                 throw HeraldStartupError("--database: cannot open sqlite:\(path): \(error.message)")
             }
-        case .postgres:
-            throw HeraldStartupError("--database: PostgreSQL is not supported by this build yet; use sqlite:PATH")
+        case .postgres(let url):
+            let postgresConfiguration: PostgresStore.Configuration
+            do {
+                postgresConfiguration = try PostgresStore.Configuration(url: url)
+            } catch let error as StoreError {
+                throw HeraldStartupError("--database: \(error.message)")
+            }
+            // Every node must seal and open endpoint secrets with the same key, so it cannot be a
+            // file that one node makes for itself.
+            guard let bytes = configuration.mainKey else {
+                throw HeraldStartupError("HERALD_MAIN_KEY is required with PostgreSQL (32 bytes in base64 or hex, the same on every node); make one with: openssl rand -base64 32")
+            }
+            guard bytes.count == 32 else { throw HeraldStartupError("HERALD_MAIN_KEY must be 32 bytes in base64 or hex") }
+            do {
+                return try await PostgresStore.connect(configuration: postgresConfiguration,
+                                                       sealer: AESGCMSealer(key: SymmetricKey(data: bytes)), logger: logger)
+            } catch let error as StoreError {
+                throw HeraldStartupError("--database: \(error.message)")
+            }
         }
+    }
+
+    /// Releases what the store holds (PostgreSQL's connection pool). For a server whose services
+    /// never ran (tests); a running server closes its pool when its services stop.
+    public func close() async {
+        await Self.close(store)
+    }
+
+    static func close(_ store: any HeraldStore) async {
+        if let postgres = store as? PostgresStore { await postgres.close() }
     }
 
     /// The main key: `HERALD_MAIN_KEY` (base64 or hex of 32 bytes), else `<database>.key` beside the

@@ -1,52 +1,24 @@
 import GRDB
 import HeraldCore
 
-/// `PageRequest.paginate` in SQL: the key bound, the walking order and the limit of a query, and the
-/// page built from the fetched rows. Gives exactly the reference results.
+/// `PageWindow` in SQLite's SQL: the key bound, the walking order and the limit of a query.
 struct SQLPaging {
-    let limit: Int
-    let backwards: Bool
-    let after: String?
-    /// Walking direction: the listing order, reversed when paging backwards.
-    let ascending: Bool
+    let window: PageWindow
 
-    init(_ request: PageRequest) {
-        var backwards = false
-        var after: String?
-        if let iterator = request.iterator, !iterator.isEmpty {
-            if iterator.hasPrefix("-") {
-                backwards = true
-                after = String(iterator.dropFirst())
-            } else {
-                after = iterator
-            }
-        }
-        self.limit = request.limit
-        self.backwards = backwards
-        self.after = after
-        self.ascending = (request.order == .ascending) != backwards
-    }
+    init(_ request: PageRequest) { window = PageWindow(request) }
 
     /// Adds the key bound to `query`, then the ORDER BY and LIMIT (one more row than the page, to
     /// know whether there is more).
     func apply(to query: inout SQLQuery, key: String) {
-        if let after {
-            query.conditions.append("\(key) \(ascending ? ">" : "<") ?")
+        if let after = window.after {
+            query.conditions.append("\(key) \(window.ascending ? ">" : "<") ?")
             query.arguments.append(after)
         }
-        query.suffix = " ORDER BY \(key) \(ascending ? "ASC" : "DESC") LIMIT ?"
-        query.arguments.append(limit + 1)
+        query.suffix = " ORDER BY \(key) \(window.ascending ? "ASC" : "DESC") LIMIT ?"
+        query.arguments.append(window.limit + 1)
     }
 
-    func page<Item>(_ fetched: [Item], key: (Item) -> String) -> Page<Item> {
-        var items = Array(fetched.prefix(limit))
-        let more = fetched.count > limit
-        if backwards { items.reverse() }
-        guard let first = items.first, let last = items.last else {
-            return Page(items: [], iterator: after, prevIterator: after.map { "-" + $0 }, done: true)
-        }
-        return Page(items: items, iterator: key(last), prevIterator: "-" + key(first), done: backwards ? false : !more)
-    }
+    func page<Item>(_ fetched: [Item], key: (Item) -> String) -> Page<Item> { window.page(fetched, key: key) }
 }
 
 /// A SELECT assembled from fixed SQL fragments and bound arguments.

@@ -1,4 +1,4 @@
-/// Encrypts endpoint secrets before `SQLiteStore` writes them, and decrypts them when it reads them
+/// Encrypts endpoint secrets before a store writes them, and decrypts them when it reads them
 /// back. The app layer provides an AES-GCM implementation; with no sealer, secrets are stored as
 /// plain JSON.
 ///

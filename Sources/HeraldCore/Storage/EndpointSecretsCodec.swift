@@ -1,10 +1,12 @@
 import Foundation
-import HeraldCore
 
 /// Turns an endpoint's secrets into the bytes of its `secrets` column and back: JSON, sealed by the
-/// `SecretSealer` when there is one. Secret bytes are written nowhere else.
-struct EndpointSecretsCodec: Sendable {
-    let sealer: (any SecretSealer)?
+/// `SecretSealer` when there is one. Secret bytes are written nowhere else. Every backend stores
+/// secrets through it, so a database copied between backends reads back the same.
+public struct EndpointSecretsCodec: Sendable {
+    public let sealer: (any SecretSealer)?
+
+    public init(sealer: (any SecretSealer)?) { self.sealer = sealer }
 
     /// The stored form of one secret.
     private struct StoredSecret: Codable {
@@ -15,8 +17,8 @@ struct EndpointSecretsCodec: Sendable {
     }
 
     /// The column value and whether it is sealed.
-    func seal(_ secrets: [EndpointSecret]) throws -> (bytes: [UInt8], sealed: Bool) {
-        let stored = secrets.map { StoredSecret(key: Data($0.key).base64EncodedString(), expiresAt: $0.expiresAt?.storedValue, kind: $0.kind == .hmac ? nil : $0.kind.rawValue) }
+    public func seal(_ secrets: [EndpointSecret]) throws -> (bytes: [UInt8], sealed: Bool) {
+        let stored = secrets.map { StoredSecret(key: Data($0.key).base64EncodedString(), expiresAt: $0.expiresAt?.timeIntervalSinceReferenceDate, kind: $0.kind == .hmac ? nil : $0.kind.rawValue) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         let plain = [UInt8](try encoder.encode(stored))
@@ -28,7 +30,7 @@ struct EndpointSecretsCodec: Sendable {
         }
     }
 
-    func open(_ bytes: [UInt8], sealed: Bool) throws -> [EndpointSecret] {
+    public func open(_ bytes: [UInt8], sealed: Bool) throws -> [EndpointSecret] {
         var plain = bytes
         if sealed {
             guard let sealer else { throw StoreError(.corrupt, "endpoint secrets are sealed and no sealer is configured") }
@@ -47,7 +49,7 @@ struct EndpointSecretsCodec: Sendable {
                 guard let kind = EndpointSecret.Kind(rawValue: text) else { throw StoreError(.corrupt, "endpoint secrets could not be read back") }
                 return kind
             } ?? .hmac
-            return EndpointSecret(key: [UInt8](key), expiresAt: secret.expiresAt.map(Date.init(storedValue:)), kind: kind)
+            return EndpointSecret(key: [UInt8](key), expiresAt: secret.expiresAt.map(Date.init(timeIntervalSinceReferenceDate:)), kind: kind)
         }
     }
 }

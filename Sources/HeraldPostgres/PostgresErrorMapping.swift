@@ -1,0 +1,61 @@
+import HeraldCore
+import PostgresNIO
+
+/// Translates PostgresNIO errors into `StoreError` at the store boundary. Messages name the failure
+/// only (a SQLSTATE, a constraint): never SQL, bound values, payloads or secrets.
+enum PostgresErrorMapping {
+    static func storeError(_ error: any Error) -> StoreError {
+        if let error = error as? StoreError { return error }
+        if let error = error as? PostgresTransactionError {
+            return storeError(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? StoreError(.unavailable, "transaction failed"))
+        }
+        if let error = error as? PSQLError, error.code == .server, let state = error.serverInfo?[.sqlState] {
+            let constraint = error.serverInfo?[.constraintName] ?? ""
+            switch state {
+            case "23505":  // unique_violation
+                switch constraint {
+                case "messages_event_id_unique": return .conflict("a message with this eventId already exists")
+                case "applications_uid_unique": return .conflict("an application with this uid already exists")
+                case "endpoints_uid_unique": return .conflict("an endpoint with this uid already exists")
+                case "event_types_pkey": return .conflict("the event type already exists")
+                default: return .conflict("the resource conflicts with an existing one")
+                }
+            case "23503":  // foreign_key_violation: what it refers to was deleted meanwhile
+                return .notFound(constraint.hasPrefix("endpoints_app") || constraint.hasSuffix("app_id_fkey") ? "application" : "resource")
+            case "40001", "40P01":
+                return StoreError(.unavailable, "the database aborted a conflicting transaction (SQLSTATE \(state)); retry")
+            case "53300", "57P01", "57P02", "57P03":
+                return StoreError(.unavailable, "the database is unavailable (SQLSTATE \(state))")
+            default:
+                return StoreError(.unavailable, "database error (SQLSTATE \(state))")
+            }
+        }
+        if let error = error as? PostgresDecodingError {
+            _ = error
+            return StoreError(.corrupt, "stored data could not be read back")
+        }
+        if error is CancellationError { return StoreError(.unavailable, "the database operation was cancelled") }
+        return StoreError(.unavailable, "the database is unreachable (\(reason(error)))")
+    }
+
+    /// A short reason, safe to show: PSQLError's code, or the error type.
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? StoreError { return error.message }
+        if let error = error as? PSQLError {
+            if error.code == .server, let state = error.serverInfo?[.sqlState] {
+                // The server's message text may quote values; the SQLSTATE says enough.
+                switch state {
+                case "28P01", "28000": return "authentication failed (SQLSTATE \(state))"
+                case "3D000": return "the database does not exist (SQLSTATE \(state))"
+                case "3F000": return "the schema does not exist (SQLSTATE \(state))"
+                case "42501": return "permission denied (SQLSTATE \(state))"
+                case "57P03": return "the server is starting up or shutting down (SQLSTATE \(state))"
+                default: return "server error SQLSTATE \(state)"
+                }
+            }
+            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+            return "\(error.code)"
+        }
+        return "\(type(of: error))"
+    }
+}

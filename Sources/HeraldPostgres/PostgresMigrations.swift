@@ -1,0 +1,189 @@
+import Foundation
+import HeraldCore
+import Logging
+import PostgresNIO
+
+/// The schema, as append-only named migrations of raw SQL statements. Never edit a registered
+/// migration: append a new one. Migrations never use app types.
+///
+/// Safe when several nodes start at once: the runner takes a transaction-scoped advisory lock, so
+/// one node migrates while the others wait, then find nothing left to do. PostgreSQL's DDL is
+/// transactional, so a migration that fails leaves nothing behind.
+///
+/// Dates are `DOUBLE PRECISION` seconds since 2001-01-01 (`Date.timeIntervalSinceReferenceDate`),
+/// which round-trip a `Date` exactly (a `timestamptz` keeps microseconds only) and compare like one.
+/// Keys that lists page by are `COLLATE "C"`, so they sort by bytes as the ids' time order needs,
+/// whatever the database's locale.
+enum PostgresMigrations {
+    struct Migration {
+        let name: String
+        let statements: [String]
+    }
+
+    /// The key of the advisory lock the runner holds ("herald" in ASCII).
+    static let lockKey: Int64 = 0x68_65_72_61_6C_64
+
+    static let all: [Migration] = [
+        Migration(name: "v1-schema", statements: v1),
+    ]
+
+    /// Applies every migration not applied yet, in one transaction under the advisory lock. Throws
+    /// a `.corrupt` `StoreError` when the database was migrated by a newer Herald.
+    static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+            if let schema {
+                // A plain identifier, checked by the configuration.
+                try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""), logger: logger)
+            }
+            try await connection.query("""
+                CREATE TABLE IF NOT EXISTS herald_migrations (
+                    name TEXT PRIMARY KEY,
+                    applied_at DOUBLE PRECISION NOT NULL
+                )
+                """, logger: logger)
+            var applied: Set<String> = []
+            for try await name in try await connection.query("SELECT name FROM herald_migrations", logger: logger).decode(String.self) {
+                applied.insert(name)
+            }
+            let known = Set(all.map(\.name))
+            if let unknown = applied.subtracting(known).sorted().first {
+                throw StoreError(.corrupt, "the database was migrated by a newer Herald (migration '\(unknown)'); run that version or newer")
+            }
+            for migration in all where !applied.contains(migration.name) {
+                logger.info("applying migration", metadata: ["herald.migration": "\(migration.name)"])
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                let now = Date().timeIntervalSinceReferenceDate
+                try await connection.query("INSERT INTO herald_migrations (name, applied_at) VALUES (\(migration.name), \(now))", logger: logger)
+            }
+        }
+    }
+
+    private static let v1: [String] = [
+        """
+        CREATE TABLE applications (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            uid TEXT CONSTRAINT applications_uid_unique UNIQUE,
+            name TEXT NOT NULL,
+            throttle_rate BIGINT,
+            metadata TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE endpoints (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            app_id TEXT COLLATE "C" NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+            uid TEXT,
+            url TEXT NOT NULL,
+            description TEXT NOT NULL,
+            disabled BOOLEAN NOT NULL,
+            event_types TEXT[],
+            channels TEXT[],
+            throttle_rate BIGINT,
+            metadata TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            secrets BYTEA NOT NULL,
+            secrets_sealed BOOLEAN NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            failing_since DOUBLE PRECISION,
+            CONSTRAINT endpoints_uid_unique UNIQUE (app_id, uid)
+        )
+        """,
+        "CREATE INDEX endpoints_app ON endpoints(app_id, id)",
+        """
+        CREATE TABLE event_types (
+            name TEXT COLLATE "C" PRIMARY KEY,
+            description TEXT NOT NULL,
+            archived BOOLEAN NOT NULL,
+            deprecated BOOLEAN NOT NULL,
+            schemas BYTEA,
+            feature_flag TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE messages (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            app_id TEXT COLLATE "C" NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+            event_id TEXT,
+            event_type TEXT NOT NULL,
+            payload BYTEA,
+            channels TEXT[],
+            created_at DOUBLE PRECISION NOT NULL,
+            payload_expires_at DOUBLE PRECISION NOT NULL,
+            CONSTRAINT messages_event_id_unique UNIQUE (app_id, event_id)
+        )
+        """,
+        "CREATE INDEX messages_app ON messages(app_id, id)",
+        "CREATE INDEX messages_payload_expires ON messages(payload_expires_at) WHERE payload IS NOT NULL",
+        """
+        CREATE TABLE deliveries (
+            message_id TEXT COLLATE "C" NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            endpoint_id TEXT COLLATE "C" NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+            app_id TEXT COLLATE "C" NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+            status SMALLINT NOT NULL,
+            attempt_count BIGINT NOT NULL,
+            next_attempt_at DOUBLE PRECISION,
+            last_attempt_at DOUBLE PRECISION,
+            lease_expires_at DOUBLE PRECISION,
+            trigger_type SMALLINT NOT NULL,
+            event_type TEXT NOT NULL,
+            channels TEXT[],
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (message_id, endpoint_id)
+        )
+        """,
+        "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, message_id)",
+        "CREATE INDEX deliveries_app ON deliveries(app_id)",
+        // The queue: claims walk these partial indexes (status 1 = pending, 3 = sending).
+        "CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 1",
+        "CREATE INDEX deliveries_leased ON deliveries(lease_expires_at) WHERE status = 3",
+        """
+        CREATE TABLE attempts (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            message_id TEXT COLLATE "C" NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            endpoint_id TEXT COLLATE "C" NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+            app_id TEXT COLLATE "C" NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+            url TEXT NOT NULL,
+            response_status_code BIGINT NOT NULL,
+            response TEXT NOT NULL,
+            response_duration_ms BIGINT NOT NULL,
+            status SMALLINT NOT NULL,
+            trigger_type SMALLINT NOT NULL,
+            event_type TEXT NOT NULL,
+            channels TEXT[],
+            created_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX attempts_app ON attempts(app_id, id)",
+        "CREATE INDEX attempts_message ON attempts(message_id)",
+        "CREATE INDEX attempts_endpoint ON attempts(endpoint_id)",
+        """
+        CREATE TABLE idempotency_records (
+            key TEXT PRIMARY KEY,
+            status_code BIGINT NOT NULL,
+            body BYTEA NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX idempotency_records_expires ON idempotency_records(expires_at)",
+        """
+        CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY,
+            hash BYTEA NOT NULL,
+            app_id TEXT COLLATE "C" REFERENCES applications(id) ON DELETE CASCADE,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX api_tokens_hash ON api_tokens(hash)",
+        "CREATE INDEX api_tokens_app ON api_tokens(app_id)",
+    ]
+}

@@ -1,0 +1,129 @@
+import Foundation
+import HeraldCore
+import PostgresNIO
+
+extension PostgresStore {
+    /// Where the database is and how the pool behaves. Built from a URL:
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require&pool_max=N&pool_min=N&schema=NAME&connect_timeout=S]`.
+    public struct Configuration: Sendable {
+        /// How the connection is encrypted (libpq's `sslmode` names).
+        public enum TLSMode: String, Sendable, CaseIterable {
+            /// Plain TCP.
+            case disable
+            /// TLS when the server offers it (the default, as with libpq).
+            case prefer
+            /// TLS or no connection.
+            case require
+        }
+
+        public var host: String
+        public var port: Int
+        public var username: String
+        public var password: String?
+        public var database: String?
+        /// The schema Herald's tables live in (first in `search_path`); nil: the server's default (`public`).
+        public var schema: String?
+        public var tls: TLSMode
+        /// Connections this node opens at most. Each API request or delivery attempt holds one only
+        /// for the length of its statements; the notification listener holds one for good.
+        public var maximumConnections: Int
+        /// Connections kept open while idle.
+        public var minimumConnections: Int
+        /// How long to wait for one connection.
+        public var connectTimeout: Duration
+        /// How long `connect` waits for the first connection and the migrations.
+        public var startupTimeout: Duration
+
+        public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
+                    database: String? = nil, schema: String? = nil, tls: TLSMode = .prefer, maximumConnections: Int = 20,
+                    minimumConnections: Int = 0, connectTimeout: Duration = .seconds(10), startupTimeout: Duration = .seconds(30)) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+            self.database = database
+            self.schema = schema
+            self.tls = tls
+            self.maximumConnections = maximumConnections
+            self.minimumConnections = minimumConnections
+            self.connectTimeout = connectTimeout
+            self.startupTimeout = startupTimeout
+        }
+
+        /// Parses a `postgres://` or `postgresql://` URL. Errors name the bad part, never the password.
+        public init(url text: String) throws {
+            guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://"),
+                  let components = URLComponents(string: text) else {
+                throw StoreError(.unavailable, "expected a URL like postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+            }
+            guard let host = components.host, !host.isEmpty else {
+                throw StoreError(.unavailable, "the PostgreSQL URL has no host")
+            }
+            self.init(host: host, port: components.port ?? 5432,
+                      username: components.user.flatMap { $0.removingPercentEncoding } ?? "postgres",
+                      password: components.password.flatMap { $0.removingPercentEncoding })
+            let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+            database = path.isEmpty ? nil : path.removingPercentEncoding
+            for item in components.queryItems ?? [] {
+                let value = item.value ?? ""
+                switch item.name {
+                case "sslmode":
+                    switch value {
+                    case "disable", "allow": tls = .disable
+                    case "prefer": tls = .prefer
+                    case "require", "verify-ca", "verify-full": tls = .require
+                    default: throw StoreError(.unavailable, "sslmode must be disable, prefer or require, got '\(value.prefix(20))'")
+                    }
+                case "pool_max", "pool_min":
+                    guard let count = Int(value), count >= (item.name == "pool_max" ? 2 : 0), count <= 1000 else {
+                        throw StoreError(.unavailable, "\(item.name) must be a whole number (pool_max at least 2), got '\(value.prefix(20))'")
+                    }
+                    if item.name == "pool_max" { maximumConnections = count } else { minimumConnections = count }
+                case "schema", "search_path":
+                    guard Self.isPlainIdentifier(value) else {
+                        throw StoreError(.unavailable, "schema must be letters, digits and underscores, got '\(value.prefix(60))'")
+                    }
+                    schema = value
+                case "connect_timeout":
+                    guard let seconds = Int(value), seconds > 0 else {
+                        throw StoreError(.unavailable, "connect_timeout must be a positive number of seconds")
+                    }
+                    connectTimeout = .seconds(seconds)
+                default:
+                    break  // Unknown libpq parameters (application_name, …) are ignored.
+                }
+            }
+            minimumConnections = min(minimumConnections, maximumConnections)
+        }
+
+        /// Host, port, database and schema: safe to show (never the user's password).
+        public var safeDescription: String {
+            "\(host):\(port)/\(database ?? username)\(schema.map { " (schema \($0))" } ?? "")"
+        }
+
+        static func isPlainIdentifier(_ text: String) -> Bool {
+            !text.isEmpty && text.count <= 63 && text.utf8.allSatisfy { byte in
+                (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x5F
+            } && !(text.utf8.first! >= 0x30 && text.utf8.first! <= 0x39)
+        }
+
+        var clientConfiguration: PostgresClient.Configuration {
+            let clientTLS: PostgresClient.Configuration.TLS
+            switch tls {
+            case .disable: clientTLS = .disable
+            case .prefer: clientTLS = .prefer(.makeClientConfiguration())
+            case .require: clientTLS = .require(.makeClientConfiguration())
+            }
+            var configuration = PostgresClient.Configuration(host: host, port: port, username: username, password: password,
+                                                             database: database, tls: clientTLS)
+            configuration.options.maximumConnections = max(2, maximumConnections)
+            configuration.options.minimumConnections = minimumConnections
+            configuration.options.connectTimeout = connectTimeout
+            if let schema {
+                // A startup parameter, checked above to be a plain identifier.
+                configuration.options.additionalStartupParameters = [("search_path", schema)]
+            }
+            return configuration
+        }
+    }
+}

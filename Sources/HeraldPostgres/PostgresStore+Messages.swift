@@ -1,0 +1,192 @@
+import Foundation
+import HeraldCore
+import Logging
+import PostgresNIO
+
+extension PostgresStore {
+    // MARK: Publishing
+
+    /// One transaction: the application (when it is to be created), the message, one delivery per
+    /// matching endpoint, the idempotency record, and a `NOTIFY` that wakes every node's workers on
+    /// commit. The schema's unique constraints make a repeated eventId or a live Idempotency-Key a
+    /// conflict even when two nodes publish it at the same moment.
+    public func publish(_ request: PublishRequest) async throws -> PublishResult {
+        let logger = self.logger
+        return try await transaction { connection in
+            var message = request.message
+            let known = try await connection.rows("SELECT 1 FROM applications WHERE id = \(message.appID.rawValue)", logger: logger)
+            if known.isEmpty {
+                guard let toCreate = request.applicationToCreate else { throw StoreError.notFound("application") }
+                // Another node may create the same uid at the same moment: whichever row holds it wins.
+                try await connection.rows(Self.insertQuery(toCreate, onConflictDoNothing: true), logger: logger)
+                let holder: PostgresQuery = if let uid = toCreate.uid {
+                    "SELECT id FROM applications WHERE uid = \(uid)"
+                } else {
+                    "SELECT id FROM applications WHERE id = \(toCreate.id.rawValue)"
+                }
+                guard let id = try await connection.rows(holder, logger: logger).first?.value("id", as: String.self) else {
+                    throw StoreError.conflict("the application could not be created")
+                }
+                message.appID = ApplicationID(rawValue: id)
+            }
+            try await connection.rows("""
+                INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at, payload_expires_at)
+                VALUES (\(message.id.rawValue), \(message.appID.rawValue), \(message.eventID), \(message.eventType),
+                        \(message.payload.map { Data($0) }), \(message.channels), \(message.createdAt.pgValue),
+                        \(message.payloadExpiresAt.pgValue))
+                """, logger: logger)
+
+            // Only the columns that EndpointFilter reads: secrets are neither needed nor opened here.
+            let candidates = try await connection.rows("""
+                SELECT id, disabled, event_types, channels FROM endpoints WHERE app_id = \(message.appID.rawValue) ORDER BY id
+                """, logger: logger)
+            var deliveries: [Delivery] = []
+            for row in candidates {
+                let endpoint = Endpoint(
+                    id: EndpointID(rawValue: try row.value("id")), appID: message.appID, url: "", disabled: try row.value("disabled"),
+                    eventTypes: try row.value("event_types"), channels: try row.value("channels"), secrets: [])
+                let matches = request.onlyEndpoint.map { $0 == endpoint.id }
+                    ?? EndpointFilter.matches(endpoint, eventType: message.eventType, channels: message.channels)
+                guard matches else { continue }
+                deliveries.append(Delivery(messageID: message.id, endpointID: endpoint.id, appID: message.appID,
+                                           nextAttemptAt: message.createdAt, eventType: message.eventType,
+                                           channels: message.channels, createdAt: message.createdAt))
+            }
+            if !deliveries.isEmpty {
+                let endpointIDs = deliveries.map(\.endpointID.rawValue)
+                try await connection.rows("""
+                    INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, trigger_type,
+                                            event_type, channels, created_at)
+                    SELECT \(message.id.rawValue)::text, endpoint_id, \(message.appID.rawValue)::text, 1, 0,
+                           \(message.createdAt.pgValue)::double precision, 0, \(message.eventType)::text, \(message.channels)::text[],
+                           \(message.createdAt.pgValue)::double precision
+                    FROM unnest(\(endpointIDs)::text[]) AS endpoint_id
+                    """, logger: logger)
+                try await connection.rows(Self.notifyQuery, logger: logger)
+            }
+            if let record = request.idempotency {
+                guard try await !connection.rows(try Self.saveQuery(record), logger: logger).isEmpty else {
+                    throw StoreError.conflict("idempotency key already used")
+                }
+            }
+            return PublishResult(message: message, deliveries: deliveries)
+        }
+    }
+
+    // MARK: Messages
+
+    public func message(app: ApplicationID, ref: String) async throws -> Message? {
+        try await rows("""
+            SELECT * FROM messages WHERE app_id = \(app.rawValue) AND (id = \(ref) OR event_id = \(ref))
+            ORDER BY (id = \(ref)) DESC LIMIT 1
+            """).first.map { try PostgresCoding.message($0) }
+    }
+
+    public func listMessages(app: ApplicationID, filter: MessageFilter, _ page: PageRequest) async throws -> Page<Message> {
+        let window = PageWindow(page)
+        var query = PGQuery("SELECT * FROM messages")
+        query.require("messages.app_id = ?", app.rawValue)
+        query.filter(filter, table: "messages")
+        query.page(window, key: "messages.id")
+        return window.page(try await rows(query.query).map { try PostgresCoding.message($0) }) { $0.id.rawValue }
+    }
+
+    public func expungeMessagePayload(app: ApplicationID, id: MessageID) async throws {
+        let updated = try await rows("UPDATE messages SET payload = NULL WHERE id = \(id.rawValue) AND app_id = \(app.rawValue) RETURNING 1")
+        guard !updated.isEmpty else { throw StoreError.notFound("message") }
+    }
+
+    // MARK: Attempts
+
+    public func listAttempts(app: ApplicationID, filter: AttemptFilter, _ page: PageRequest) async throws -> Page<Attempt> {
+        let window = PageWindow(page)
+        var query = PGQuery("SELECT * FROM attempts")
+        query.require("attempts.app_id = ?", app.rawValue)
+        if let endpoint = filter.endpointID { query.require("attempts.endpoint_id = ?", endpoint.rawValue) }
+        if let message = filter.messageID { query.require("attempts.message_id = ?", message.rawValue) }
+        if let status = filter.status { query.require("attempts.status = ?", status.rawValue) }
+        if let codeClass = filter.statusCodeClass {
+            query.require("(attempts.response_status_code / 100) * 100 = ?", codeClass)
+        }
+        query.filter(filter.message, table: "attempts")
+        query.page(window, key: "attempts.id")
+        return window.page(try await rows(query.query).map(PostgresCoding.attempt)) { $0.id.rawValue }
+    }
+
+    public func attempt(app: ApplicationID, message: MessageID, id: AttemptID) async throws -> Attempt? {
+        try await rows("""
+            SELECT * FROM attempts WHERE id = \(id.rawValue) AND app_id = \(app.rawValue) AND message_id = \(message.rawValue)
+            """).first.map(PostgresCoding.attempt)
+    }
+
+    public func expungeAttemptResponse(app: ApplicationID, message: MessageID, id: AttemptID) async throws {
+        let updated = try await rows("""
+            UPDATE attempts SET response = '' WHERE id = \(id.rawValue) AND app_id = \(app.rawValue) AND message_id = \(message.rawValue)
+            RETURNING 1
+            """)
+        guard !updated.isEmpty else { throw StoreError.notFound("attempt") }
+    }
+
+    // MARK: Listings of deliveries
+
+    public func listDeliveredMessages(app: ApplicationID, endpoint: EndpointID, status: DeliveryStatus?, filter: MessageFilter,
+                                      _ page: PageRequest) async throws -> Page<DeliveredMessage> {
+        let window = PageWindow(page)
+        var query = PGQuery("""
+            SELECT d.*, m.id AS m_id, m.app_id AS m_app_id, m.event_id AS m_event_id, m.event_type AS m_event_type,
+                   m.payload AS m_payload, m.channels AS m_channels, m.created_at AS m_created_at,
+                   m.payload_expires_at AS m_payload_expires_at
+            FROM deliveries d JOIN messages m ON m.id = d.message_id
+            """)
+        query.require("d.app_id = ?", app.rawValue)
+        query.require("d.endpoint_id = ?", endpoint.rawValue)
+        if let status { query.require("d.status = ?", status.rawValue) }
+        query.filter(filter, table: "m")
+        query.page(window, key: "d.message_id")
+        let items = try await rows(query.query).map { row in
+            DeliveredMessage(delivery: try PostgresCoding.delivery(row), message: try PostgresCoding.message(row, prefix: "m_"))
+        }
+        return window.page(items) { $0.message.id.rawValue }
+    }
+
+    public func listDestinations(app: ApplicationID, message: MessageID, _ page: PageRequest) async throws -> Page<MessageDestination> {
+        let window = PageWindow(page)
+        let codec = secrets
+        var query = PGQuery("""
+            SELECT d.*, e.id AS e_id, e.app_id AS e_app_id, e.uid AS e_uid, e.url AS e_url, e.description AS e_description,
+                   e.disabled AS e_disabled, e.event_types AS e_event_types, e.channels AS e_channels,
+                   e.throttle_rate AS e_throttle_rate, e.metadata AS e_metadata, e.headers AS e_headers,
+                   e.secrets AS e_secrets, e.secrets_sealed AS e_secrets_sealed, e.created_at AS e_created_at,
+                   e.updated_at AS e_updated_at, e.failing_since AS e_failing_since
+            FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+            """)
+        query.require("d.app_id = ?", app.rawValue)
+        query.require("d.message_id = ?", message.rawValue)
+        query.page(window, key: "d.endpoint_id")
+        let items = try await rows(query.query).map { row in
+            MessageDestination(delivery: try PostgresCoding.delivery(row),
+                               endpoint: try PostgresCoding.endpoint(row, prefix: "e_", secrets: codec))
+        }
+        return window.page(items) { $0.endpoint.id.rawValue }
+    }
+
+    public func endpointStats(app: ApplicationID, endpoint: EndpointID, since: Date?, until: Date?) async throws -> EndpointStats {
+        var query = PGQuery("SELECT status, COUNT(*) AS n FROM deliveries")
+        query.require("app_id = ?", app.rawValue)
+        query.require("endpoint_id = ?", endpoint.rawValue)
+        if let since { query.require("created_at >= ?", since.pgValue) }
+        if let until { query.require("created_at <= ?", until.pgValue) }
+        query.suffix = " GROUP BY status"
+        var stats = EndpointStats()
+        for row in try await rows(query.query) {
+            let count = try row.value("n", as: Int.self)
+            switch try PostgresCoding.status(row, "status") {
+            case .success: stats.success += count
+            case .pending: stats.pending += count
+            case .fail: stats.fail += count
+            case .sending: stats.sending += count
+            }
+        }
+        return stats
+    }
+}

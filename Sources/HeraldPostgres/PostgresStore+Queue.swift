@@ -1,0 +1,160 @@
+import Foundation
+import HeraldCore
+import Logging
+import PostgresNIO
+
+// The durable queue shared by every node's dispatcher.
+extension PostgresStore {
+    /// Claims with `FOR UPDATE SKIP LOCKED`: concurrent claims from any number of nodes lock
+    /// disjoint rows without waiting for each other, and the claimed rows become `sending` under
+    /// the lease in the same statement. Two scans that the partial indexes `deliveries_due` and
+    /// `deliveries_leased` serve in order (the literal statuses let the planner pick them): due
+    /// pending deliveries, and sending ones whose lease lapsed (a crashed node's).
+    public func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
+        guard limit > 0 else { return [] }
+        let claimed = try await rows("""
+            WITH pending AS (
+                SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
+                WHERE status = 1 AND next_attempt_at <= \(now.pgValue)
+                ORDER BY next_attempt_at LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            ), lapsed AS (
+                SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
+                WHERE status = 3 AND lease_expires_at < \(now.pgValue)
+                ORDER BY lease_expires_at LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            ), due AS (
+                SELECT * FROM pending UNION ALL SELECT * FROM lapsed
+                ORDER BY next_attempt_at NULLS FIRST, message_id, endpoint_id LIMIT \(limit)
+            )
+            UPDATE deliveries d SET status = 3, lease_expires_at = \(leaseUntil.pgValue)
+            FROM due WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
+            RETURNING d.*
+            """).map(PostgresCoding.delivery)
+        return claimed.sorted {
+            ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID)
+        }
+    }
+
+    public func deliveryTargets(for claimed: [Delivery]) async throws -> DeliveryTargets {
+        guard !claimed.isEmpty else { return DeliveryTargets() }
+        let codec = secrets
+        let endpointIDs = Array(Set(claimed.map(\.endpointID.rawValue)))
+        let messageIDs = Array(Set(claimed.map(\.messageID.rawValue)))
+        async let endpointRows = rows("SELECT * FROM endpoints WHERE id = ANY(\(endpointIDs)::text[])")
+        async let messageRows = rows("SELECT * FROM messages WHERE id = ANY(\(messageIDs)::text[])")
+        var targets = DeliveryTargets()
+        for row in try await endpointRows {
+            let endpoint = try PostgresCoding.endpoint(row, secrets: codec)
+            targets.endpoints[endpoint.id] = endpoint
+        }
+        for row in try await messageRows {
+            let message = try PostgresCoding.message(row)
+            targets.messages[message.id] = message
+        }
+        return targets
+    }
+
+    /// One statement: the attempt row, then the delivery's new state, both only while the endpoint
+    /// and the message still exist (they may be deleted while the attempt is in flight; then there is
+    /// nothing left to record it against).
+    public func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws {
+        do {
+            try await rows("""
+                WITH recorded AS (
+                    INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
+                                          response_duration_ms, status, trigger_type, event_type, channels, created_at)
+                    SELECT \(attempt.id.rawValue)::text, \(attempt.messageID.rawValue)::text, \(attempt.endpointID.rawValue)::text,
+                           \(attempt.appID.rawValue)::text, \(attempt.url)::text, \(attempt.responseStatusCode)::bigint,
+                           \(attempt.response)::text, \(attempt.responseDurationMs)::bigint, \(attempt.status.rawValue)::smallint,
+                           \(attempt.triggerType.rawValue)::smallint, \(attempt.eventType)::text, \(attempt.channels)::text[],
+                           \(attempt.createdAt.pgValue)::double precision
+                    WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = \(delivery.endpointID.rawValue)::text)
+                      AND EXISTS (SELECT 1 FROM messages WHERE id = \(delivery.messageID.rawValue)::text)
+                    RETURNING 1
+                )
+                INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, last_attempt_at,
+                                        lease_expires_at, trigger_type, event_type, channels, created_at)
+                SELECT \(delivery.messageID.rawValue)::text, \(delivery.endpointID.rawValue)::text, \(delivery.appID.rawValue)::text,
+                       \(delivery.status.rawValue)::smallint, \(delivery.attemptCount)::bigint,
+                       \(delivery.nextAttemptAt?.pgValue)::double precision, \(delivery.lastAttemptAt?.pgValue)::double precision,
+                       \(delivery.leaseExpiresAt?.pgValue)::double precision, \(delivery.trigger.rawValue)::smallint,
+                       \(delivery.eventType)::text, \(delivery.channels)::text[], \(delivery.createdAt.pgValue)::double precision
+                WHERE EXISTS (SELECT 1 FROM recorded)
+                ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
+                    app_id = excluded.app_id, status = excluded.status, attempt_count = excluded.attempt_count,
+                    next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
+                    lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
+                    event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
+                """)
+        } catch let error as StoreError where error.code == .notFound {
+            return  // The endpoint or message was deleted between the check and the write.
+        }
+    }
+
+    public func releaseClaims(_ claimed: [Delivery]) async throws {
+        let leased = claimed.filter { $0.leaseExpiresAt != nil }
+        guard !leased.isEmpty else { return }
+        let released = try await rows("""
+            UPDATE deliveries d SET status = 1, lease_expires_at = NULL
+            FROM unnest(\(leased.map(\.messageID.rawValue))::text[], \(leased.map(\.endpointID.rawValue))::text[],
+                        \(leased.map { $0.leaseExpiresAt!.pgValue })::double precision[]) AS r(message_id, endpoint_id, lease)
+            WHERE d.message_id = r.message_id AND d.endpoint_id = r.endpoint_id AND d.status = 3 AND d.lease_expires_at = r.lease
+            RETURNING 1
+            """)
+        if !released.isEmpty { try await rows(Self.notifyQuery) }
+    }
+
+    public func deliveryCounts() async throws -> [DeliveryStatus: Int] {
+        var counts: [DeliveryStatus: Int] = [:]
+        for row in try await rows("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status") {
+            counts[try PostgresCoding.status(row, "status")] = try row.value("n", as: Int.self)
+        }
+        return counts
+    }
+
+    /// Only for a database no running node shares; Herald never calls it on PostgreSQL, where a
+    /// crashed node's claims are taken over when their lease lapses.
+    public func releaseAllClaims() async throws -> Int {
+        let released = try await rows("UPDATE deliveries SET status = 1, lease_expires_at = NULL WHERE status = 3 RETURNING 1").count
+        if released > 0 { try await rows(Self.notifyQuery) }
+        return released
+    }
+
+    public func resend(app: ApplicationID, message: MessageID, endpoint: EndpointID, now: Date) async throws {
+        let queued = try await rows("""
+            INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, trigger_type,
+                                    event_type, channels, created_at)
+            SELECT m.id, e.id, m.app_id, 1, 0, \(now.pgValue)::double precision, 1, m.event_type, m.channels, m.created_at
+            FROM messages m JOIN endpoints e ON e.app_id = m.app_id
+            WHERE m.id = \(message.rawValue) AND m.app_id = \(app.rawValue) AND e.id = \(endpoint.rawValue)
+            ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
+                status = 1, next_attempt_at = excluded.next_attempt_at, lease_expires_at = NULL, trigger_type = 1
+            RETURNING 1
+            """)
+        guard !queued.isEmpty else {
+            let messageExists = try await !rows("SELECT 1 FROM messages WHERE id = \(message.rawValue) AND app_id = \(app.rawValue)").isEmpty
+            throw StoreError.notFound(messageExists ? "endpoint" : "message")
+        }
+        try await rows(Self.notifyQuery)
+    }
+
+    public func recover(app: ApplicationID, endpoint: EndpointID, since: Date, until: Date?, now: Date) async throws -> Int {
+        var query = PGQuery("UPDATE deliveries SET status = 1, lease_expires_at = NULL, trigger_type = 0, attempt_count = 0")
+        query.head += ", next_attempt_at = \(query.bind(now.pgValue))"
+        query.require("app_id = ?", app.rawValue)
+        query.require("endpoint_id = ?", endpoint.rawValue)
+        query.conditions.append("status = 2")
+        query.require("created_at >= ?", since.pgValue)
+        if let until { query.require("created_at <= ?", until.pgValue) }
+        query.suffix = " RETURNING 1"
+        let recovered = try await rows(query.query).count
+        if recovered > 0 { try await rows(Self.notifyQuery) }
+        return recovered
+    }
+
+    public func delivery(message: MessageID, endpoint: EndpointID) async throws -> Delivery? {
+        try await rows("SELECT * FROM deliveries WHERE message_id = \(message.rawValue) AND endpoint_id = \(endpoint.rawValue)")
+            .first.map(PostgresCoding.delivery)
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import HeraldCore
+import Logging
+import PostgresNIO
+
+// Applications, endpoints and event types: plain rows, uniqueness enforced by the schema's
+// constraints (so two nodes creating the same uid at once get one row and one conflict).
+extension PostgresStore {
+    // MARK: Applications
+
+    public func createApplication(_ application: Application) async throws {
+        try await rows(Self.insertQuery(application))
+    }
+
+    static func insertQuery(_ application: Application, onConflictDoNothing: Bool = false) throws -> PostgresQuery {
+        let metadata = try PostgresCoding.json(application.metadata)
+        var query: PostgresQuery = """
+            INSERT INTO applications (id, uid, name, throttle_rate, metadata, created_at, updated_at)
+            VALUES (\(application.id.rawValue), \(application.uid), \(application.name), \(application.throttleRate),
+                    \(metadata), \(application.createdAt.pgValue), \(application.updatedAt.pgValue))
+            """
+        if onConflictDoNothing { query.sql += " ON CONFLICT DO NOTHING" }
+        return query
+    }
+
+    public func application(ref: String) async throws -> Application? {
+        // An id match wins over a uid match.
+        try await rows("""
+            SELECT * FROM applications WHERE id = \(ref) OR uid = \(ref) ORDER BY (id = \(ref)) DESC LIMIT 1
+            """).first.map(PostgresCoding.application)
+    }
+
+    public func listApplications(_ page: PageRequest) async throws -> Page<Application> {
+        let window = PageWindow(page)
+        var query = PGQuery("SELECT * FROM applications")
+        query.page(window, key: "id")
+        return window.page(try await rows(query.query).map(PostgresCoding.application)) { $0.id.rawValue }
+    }
+
+    public func updateApplication(_ application: Application) async throws {
+        let metadata = try PostgresCoding.json(application.metadata)
+        let updated = try await rows("""
+            UPDATE applications SET uid = \(application.uid), name = \(application.name), throttle_rate = \(application.throttleRate),
+                metadata = \(metadata), created_at = \(application.createdAt.pgValue), updated_at = \(application.updatedAt.pgValue)
+            WHERE id = \(application.id.rawValue) RETURNING 1
+            """)
+        guard !updated.isEmpty else { throw StoreError.notFound("application") }
+    }
+
+    public func deleteApplication(_ id: ApplicationID) async throws {
+        // Foreign keys cascade to endpoints, messages, deliveries, attempts and app-scoped tokens.
+        let deleted = try await rows("DELETE FROM applications WHERE id = \(id.rawValue) RETURNING 1")
+        guard !deleted.isEmpty else { throw StoreError.notFound("application") }
+    }
+
+    // MARK: Endpoints
+
+    public func createEndpoint(_ endpoint: Endpoint) async throws {
+        let sealed = try secrets.seal(endpoint.secrets)
+        let metadata = try PostgresCoding.json(endpoint.metadata)
+        let headers = try PostgresCoding.json(endpoint.headers)
+        let inserted = try await rows("""
+            INSERT INTO endpoints (id, app_id, uid, url, description, disabled, event_types, channels, throttle_rate,
+                                   metadata, headers, secrets, secrets_sealed, created_at, updated_at, failing_since)
+            SELECT \(endpoint.id.rawValue)::text, id, \(endpoint.uid)::text, \(endpoint.url)::text, \(endpoint.description)::text,
+                   \(endpoint.disabled)::boolean, \(endpoint.eventTypes)::text[], \(endpoint.channels)::text[],
+                   \(endpoint.throttleRate)::bigint, \(metadata)::text, \(headers)::text, \(Data(sealed.bytes))::bytea,
+                   \(sealed.sealed)::boolean, \(endpoint.createdAt.pgValue)::double precision,
+                   \(endpoint.updatedAt.pgValue)::double precision, \(endpoint.failingSince?.pgValue)::double precision
+            FROM applications WHERE id = \(endpoint.appID.rawValue)
+            RETURNING 1
+            """)
+        guard !inserted.isEmpty else { throw StoreError.notFound("application") }
+    }
+
+    public func endpoint(app: ApplicationID, ref: String) async throws -> Endpoint? {
+        let codec = secrets
+        return try await rows("""
+            SELECT * FROM endpoints WHERE app_id = \(app.rawValue) AND (id = \(ref) OR uid = \(ref))
+            ORDER BY (id = \(ref)) DESC LIMIT 1
+            """).first.map { try PostgresCoding.endpoint($0, secrets: codec) }
+    }
+
+    public func listEndpoints(app: ApplicationID, _ page: PageRequest) async throws -> Page<Endpoint> {
+        let window = PageWindow(page)
+        let codec = secrets
+        var query = PGQuery("SELECT * FROM endpoints")
+        query.require("app_id = ?", app.rawValue)
+        query.page(window, key: "id")
+        return window.page(try await rows(query.query).map { try PostgresCoding.endpoint($0, secrets: codec) }) { $0.id.rawValue }
+    }
+
+    public func updateEndpoint(_ endpoint: Endpoint) async throws {
+        let sealed = try secrets.seal(endpoint.secrets)
+        let metadata = try PostgresCoding.json(endpoint.metadata)
+        let headers = try PostgresCoding.json(endpoint.headers)
+        let updated = try await rows("""
+            UPDATE endpoints SET uid = \(endpoint.uid), url = \(endpoint.url), description = \(endpoint.description),
+                disabled = \(endpoint.disabled), event_types = \(endpoint.eventTypes), channels = \(endpoint.channels),
+                throttle_rate = \(endpoint.throttleRate), metadata = \(metadata), headers = \(headers),
+                secrets = \(Data(sealed.bytes)), secrets_sealed = \(sealed.sealed), created_at = \(endpoint.createdAt.pgValue),
+                updated_at = \(endpoint.updatedAt.pgValue), failing_since = \(endpoint.failingSince?.pgValue)
+            WHERE id = \(endpoint.id.rawValue) AND app_id = \(endpoint.appID.rawValue)
+            RETURNING 1
+            """)
+        guard !updated.isEmpty else { throw StoreError.notFound("endpoint") }
+    }
+
+    public func deleteEndpoint(app: ApplicationID, id: EndpointID) async throws {
+        // Foreign keys cascade to the endpoint's deliveries and attempts.
+        let deleted = try await rows("DELETE FROM endpoints WHERE id = \(id.rawValue) AND app_id = \(app.rawValue) RETURNING 1")
+        guard !deleted.isEmpty else { throw StoreError.notFound("endpoint") }
+    }
+
+    // MARK: Event types
+
+    public func createEventType(_ eventType: EventType) async throws {
+        try await rows("""
+            INSERT INTO event_types (name, description, archived, deprecated, schemas, feature_flag, created_at, updated_at)
+            VALUES (\(eventType.name), \(eventType.description), \(eventType.archived), \(eventType.deprecated),
+                    \(eventType.schemas.map { Data($0) }), \(eventType.featureFlag), \(eventType.createdAt.pgValue),
+                    \(eventType.updatedAt.pgValue))
+            """)
+    }
+
+    public func eventType(name: String) async throws -> EventType? {
+        try await rows("SELECT * FROM event_types WHERE name = \(name)").first.map(PostgresCoding.eventType)
+    }
+
+    public func listEventTypes(_ page: PageRequest, includeArchived: Bool) async throws -> Page<EventType> {
+        let window = PageWindow(page)
+        var query = PGQuery("SELECT * FROM event_types")
+        if !includeArchived { query.conditions.append("NOT archived") }
+        query.page(window, key: "name")
+        return window.page(try await rows(query.query).map(PostgresCoding.eventType)) { $0.name }
+    }
+
+    public func updateEventType(_ eventType: EventType) async throws {
+        let updated = try await rows("""
+            UPDATE event_types SET description = \(eventType.description), archived = \(eventType.archived),
+                deprecated = \(eventType.deprecated), schemas = \(eventType.schemas.map { Data($0) }),
+                feature_flag = \(eventType.featureFlag), created_at = \(eventType.createdAt.pgValue),
+                updated_at = \(eventType.updatedAt.pgValue)
+            WHERE name = \(eventType.name) RETURNING 1
+            """)
+        guard !updated.isEmpty else { throw StoreError.notFound("event type") }
+    }
+
+    public func deleteEventType(name: String) async throws {
+        let deleted = try await rows("DELETE FROM event_types WHERE name = \(name) RETURNING 1")
+        guard !deleted.isEmpty else { throw StoreError.notFound("event type") }
+    }
+
+    // MARK: Idempotency
+
+    public func idempotencyRecord(key: String, now: Date) async throws -> IdempotencyRecord? {
+        try await rows("SELECT * FROM idempotency_records WHERE key = \(key) AND expires_at > \(now.pgValue)")
+            .first.map(PostgresCoding.idempotencyRecord)
+    }
+
+    public func saveIdempotencyRecord(_ record: IdempotencyRecord) async throws {
+        try await rows(try Self.saveQuery(record))
+    }
+
+    /// First wins: an existing record is replaced only once it has expired. Returns a row only
+    /// when the record was written.
+    static func saveQuery(_ record: IdempotencyRecord) throws -> PostgresQuery {
+        try """
+        INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at)
+        VALUES (\(record.key), \(record.statusCode), \(Data(record.body)), \(record.createdAt.pgValue), \(record.expiresAt.pgValue))
+        ON CONFLICT (key) DO UPDATE SET
+            status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
+            expires_at = excluded.expires_at
+        WHERE idempotency_records.expires_at <= excluded.created_at
+        RETURNING 1
+        """
+    }
+
+    public func purgeExpired(now: Date) async throws -> PurgeResult {
+        let records = try await rows("DELETE FROM idempotency_records WHERE expires_at <= \(now.pgValue) RETURNING 1").count
+        let payloads = try await rows("""
+            UPDATE messages SET payload = NULL WHERE payload IS NOT NULL AND payload_expires_at <= \(now.pgValue) RETURNING 1
+            """).count
+        return PurgeResult(idempotencyRecords: records, payloads: payloads)
+    }
+
+    // MARK: Tokens
+
+    public func createToken(_ token: APIToken) async throws {
+        var appID: String?
+        if case .application(let id) = token.scope { appID = id.rawValue }
+        let inserted = try await rows("""
+            INSERT INTO api_tokens (id, hash, app_id, created_at, expires_at)
+            SELECT \(token.id.rawValue)::text, \(Data(token.hash))::bytea, \(appID)::text, \(token.createdAt.pgValue)::double precision,
+                   \(token.expiresAt?.pgValue)::double precision
+            WHERE \(appID)::text IS NULL OR EXISTS (SELECT 1 FROM applications WHERE id = \(appID)::text)
+            ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, app_id = excluded.app_id,
+                created_at = excluded.created_at, expires_at = excluded.expires_at
+            RETURNING 1
+            """)
+        guard !inserted.isEmpty else { throw StoreError.notFound("application") }
+    }
+
+    public func token(hash: [UInt8]) async throws -> APIToken? {
+        try await rows("SELECT * FROM api_tokens WHERE hash = \(Data(hash)) LIMIT 1").first.map(PostgresCoding.token)
+    }
+
+    public func deleteToken(id: TokenID) async throws {
+        try await rows("DELETE FROM api_tokens WHERE id = \(id.rawValue)")
+    }
+
+    public func adminTokenCount() async throws -> Int {
+        try await rows("SELECT COUNT(*) AS n FROM api_tokens WHERE app_id IS NULL").first?.value("n", as: Int.self) ?? 0
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import HeraldCore
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The multi-node `HeraldStore`: PostgreSQL through PostgresNIO's connection pool. Several Herald
+/// processes share one database: deliveries are claimed with `FOR UPDATE SKIP LOCKED` under leases,
+/// and every write that makes work due sends a `NOTIFY` that wakes the workers of every node
+/// (`listenForNewWork`).
+///
+/// `connect` starts the pool and runs the migrations (safe when several nodes start at once);
+/// `close` stops the pool.
+///
+/// ```swift
+/// let store = try await PostgresStore.connect(
+///     configuration: try .init(url: "postgres://herald@127.0.0.1:5432/herald"), logger: logger)
+/// try await store.createApplication(Application(name: "Acme"))
+/// await store.close()
+/// ```
+public final class PostgresStore: HeraldStore {
+    /// The `LISTEN`/`NOTIFY` channel that announces new due deliveries.
+    public static let notificationChannel = "herald_deliveries"
+
+    public let configuration: Configuration
+    let client: PostgresClient
+    let secrets: EndpointSecretsCodec
+    let logger: Logger
+    /// Runs the pool; cancelled by `close`.
+    private let poolTask: Task<Void, Never>
+
+    private init(configuration: Configuration, client: PostgresClient, poolTask: Task<Void, Never>,
+                 sealer: (any SecretSealer)?, logger: Logger) {
+        self.configuration = configuration
+        self.client = client
+        self.poolTask = poolTask
+        self.secrets = EndpointSecretsCodec(sealer: sealer)
+        self.logger = logger
+    }
+
+    /// Starts the connection pool, waits for the first connection (at most
+    /// `configuration.startupTimeout`), and migrates the schema. Throws a `StoreError` naming the
+    /// server (never the password) when PostgreSQL cannot be reached or the schema is newer than
+    /// this build.
+    public static func connect(configuration: Configuration, sealer: (any SecretSealer)? = nil,
+                               logger: Logger) async throws -> PostgresStore {
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
+        let poolTask = Task { await client.run() }
+        let store = PostgresStore(configuration: configuration, client: client, poolTask: poolTask, sealer: sealer, logger: logger)
+        do {
+            try await withDeadline(configuration.startupTimeout) {
+                try await PostgresMigrations.migrate(client: client, schema: configuration.schema, logger: logger)
+            }
+        } catch {
+            await store.close()
+            if let error = error as? StoreError, error.code == .corrupt { throw error }
+            throw StoreError(.unavailable, "cannot use PostgreSQL at \(configuration.safeDescription): \(PostgresErrorMapping.reason(error))")
+        }
+        return store
+    }
+
+    /// Stops the pool; queries fail afterwards.
+    public func close() async {
+        poolTask.cancel()
+        await poolTask.value
+    }
+
+    // MARK: Queries
+
+    /// Runs one statement on a pooled connection and returns its rows.
+    @discardableResult
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+        do {
+            var result: [PostgresRandomAccessRow] = []
+            for try await row in try await client.query(query, logger: logger) {
+                result.append(row.makeRandomAccess())
+            }
+            return result
+        } catch {
+            throw PostgresErrorMapping.storeError(error)
+        }
+    }
+
+    /// Runs `body` in a transaction (committed when it returns, rolled back when it throws).
+    func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await body(connection)
+            }
+        } catch let error as PostgresTransactionError {
+            throw PostgresErrorMapping.storeError(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error)
+        } catch {
+            throw PostgresErrorMapping.storeError(error)
+        }
+    }
+
+    // MARK: Wake-ups
+
+    /// Calls `onNewWork` whenever a node publishes, resends or recovers (a `NOTIFY` on
+    /// `notificationChannel`), and once after each (re)subscription in case one was missed while
+    /// disconnected. Holds one pooled connection; reconnects with a short backoff when it drops.
+    /// Returns when the calling task is cancelled.
+    public func listenForNewWork(_ onNewWork: @escaping @Sendable () -> Void) async {
+        var backoff: Duration = .milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    let notifications = try await connection.listen(Self.notificationChannel)
+                    backoff = .milliseconds(100)
+                    onNewWork()
+                    for try await _ in notifications {
+                        onNewWork()
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("lost the PostgreSQL notification connection; reconnecting",
+                               metadata: ["herald.error": "\(PostgresErrorMapping.reason(error))"])
+            }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    /// The statement that announces due work to every listening node; sent inside the transaction
+    /// that made it due, so it is delivered on commit.
+    static let notifyQuery: PostgresQuery = "SELECT pg_notify('herald_deliveries', '')"
+}
+
+/// Runs `body`, failing with a timeout error when it takes longer than `limit`.
+func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            throw StoreError(.unavailable, "no connection within \(limit)")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+extension PostgresStore {
+    /// Drops this store's schema and everything in it, when the configuration names one (test
+    /// tear-down). Does nothing for the default schema.
+    public func dropSchema() async throws {
+        guard let schema = configuration.schema else { return }
+        // A plain identifier, checked by the configuration.
+        try await rows(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"))
+    }
+}
