@@ -164,6 +164,7 @@ var targets: [Target] = [
             "HeraldCore",
             "HeraldSQLite",
             "HeraldPostgres",
+            "HeraldTesting",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ],

@@ -64,6 +64,9 @@ public struct HeraldConfiguration: Sendable {
     public var retrySchedule: [Int] = [5, 300, 1800, 7200, 18000, 36000, 36000]
     /// Seconds an attempt may take.
     public var requestTimeout: Double = 30
+    /// Seconds a claim lasts before another worker may take the delivery over; nil: the larger of
+    /// 120 and 4 × `requestTimeout`.
+    public var leaseDuration: Double?
     /// CIDRs that outbound deliveries may reach even though they are private or loopback.
     public var allowedNetworks: [String] = []
     /// The main key (32 bytes) that seals endpoint secrets; from `HERALD_MAIN_KEY`, else a key file

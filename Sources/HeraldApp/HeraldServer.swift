@@ -69,7 +69,7 @@ public struct HeraldServer: Sendable {
             dispatcherConfiguration.processor.retryPolicy.schedule = configuration.retrySchedule.map(TimeInterval.init)
             dispatcherConfiguration.processor.requestTimeout = configuration.requestTimeout
             dispatcherConfiguration.processor.sendSvixHeaders = configuration.sendSvixHeaders
-            dispatcherConfiguration.leaseDuration = max(120, configuration.requestTimeout * 4)
+            dispatcherConfiguration.leaseDuration = configuration.leaseDuration ?? max(120, configuration.requestTimeout * 4)
             dispatcherConfiguration.concurrency = configuration.deliveryConcurrency
             dispatcherConfiguration.perEndpointConcurrency = configuration.perEndpointConcurrency
             let created = Dispatcher(store: store, transport: transport, configuration: dispatcherConfiguration, logger: logger)

@@ -41,6 +41,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Seconds an attempt may take [HERALD_REQUEST_TIMEOUT, default 30].", valueName: "seconds"))
     var requestTimeout: String?
 
+    @Option(name: .customLong("lease"), help: ArgumentHelp("Seconds a claimed delivery stays with this node before another may take it over; more than twice the request timeout [HERALD_LEASE, default the larger of 120 and 4 × the request timeout].", valueName: "seconds"))
+    var lease: String?
+
     @Option(name: .customLong("allow-network"), help: ArgumentHelp("A CIDR deliveries may reach although private or loopback (repeatable) [HERALD_ALLOW_NETWORK, comma-separated].", valueName: "cidr"))
     var allowNetwork: [String] = []
 
@@ -131,6 +134,13 @@ struct ServeSettings {
         if let (text, name) = value(command.requestTimeout, "HERALD_REQUEST_TIMEOUT") {
             guard let seconds = Double(text), seconds > 0, seconds <= 300 else { throw CLIError("\(name): '\(text)' is not a number of seconds between 0 and 300") }
             configuration.requestTimeout = seconds
+        }
+        if let (text, name) = value(command.lease, "HERALD_LEASE") {
+            guard let seconds = Double(text), seconds >= 1, seconds <= 86400 else { throw CLIError("\(name): '\(text)' is not a number of seconds between 1 and 86400") }
+            guard seconds > 2 * configuration.requestTimeout else {
+                throw CLIError("\(name): \(text) s must be more than twice the request timeout (\(configuration.requestTimeout) s), or an attempt could outlive its claim")
+            }
+            configuration.leaseDuration = seconds
         }
         var networks = command.allowNetwork
         if networks.isEmpty, let env = environment["HERALD_ALLOW_NETWORK"], !env.isEmpty {

@@ -107,6 +107,20 @@ extension PostgresStore {
             } && !(text.utf8.first! >= 0x30 && text.utf8.first! <= 0x39)
         }
 
+        /// For one connection outside the pool (the start-up probe).
+        func connectionConfiguration() throws -> PostgresConnection.Configuration {
+            let connectionTLS: PostgresConnection.Configuration.TLS
+            switch tls {
+            case .disable: connectionTLS = .disable
+            case .prefer: connectionTLS = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            case .require: connectionTLS = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            var configuration = PostgresConnection.Configuration(host: host, port: port, username: username, password: password,
+                                                                 database: database, tls: connectionTLS)
+            configuration.options.connectTimeout = .nanoseconds(connectTimeout.components.seconds * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000)
+            return configuration
+        }
+
         var clientConfiguration: PostgresClient.Configuration {
             let clientTLS: PostgresClient.Configuration.TLS
             switch tls {

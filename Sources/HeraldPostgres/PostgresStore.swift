@@ -44,7 +44,12 @@ public final class PostgresStore: HeraldStore {
     /// this build.
     public static func connect(configuration: Configuration, sealer: (any SecretSealer)? = nil,
                                logger: Logger) async throws -> PostgresStore {
-        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
+        try await probe(configuration, logger: logger)
+        // The pool retries failed connections by itself and says so at info level on every
+        // retry; Herald reports outages through its own failing operations instead.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .warning)
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: poolLogger)
         let poolTask = Task { await client.run() }
         let store = PostgresStore(configuration: configuration, client: client, poolTask: poolTask, sealer: sealer, logger: logger)
         do {
@@ -57,6 +62,41 @@ public final class PostgresStore: HeraldStore {
             throw StoreError(.unavailable, "cannot use PostgreSQL at \(configuration.safeDescription): \(PostgresErrorMapping.reason(error))")
         }
         return store
+    }
+
+    /// Opens and closes one connection, retrying for up to `startupTimeout` (the server may be
+    /// starting too), so that a wrong host, password or database name fails start-up at once with
+    /// the server's reason rather than as a pool that retries for ever.
+    static func probe(_ configuration: Configuration, logger: Logger) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: configuration.startupTimeout)
+        var lastError: any Error = StoreError(.unavailable, "no connection attempt finished")
+        var quiet = logger
+        quiet.logLevel = .critical
+        while clock.now < deadline {
+            do {
+                let connection = try await withDeadline(configuration.connectTimeout) { [quiet] in
+                    try await PostgresConnection.connect(configuration: try configuration.connectionConfiguration(), id: 0, logger: quiet)
+                }
+                try? await connection.close()
+                return
+            } catch {
+                if case .unavailable = (lastError as? StoreError)?.code {
+                    logger.warning("PostgreSQL is not reachable yet; retrying", metadata: [
+                        "herald.database": "\(configuration.safeDescription)",
+                        "herald.error": "\(PostgresErrorMapping.reason(error))",
+                        "herald.retry.until": "\(configuration.startupTimeout)"])
+                }
+                lastError = error
+                // Wrong credentials or a missing database will not fix themselves.
+                if let error = error as? PSQLError, error.code == .server,
+                   let state = error.serverInfo?[.sqlState], state.hasPrefix("28") || state == "3D000" {
+                    break
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw StoreError(.unavailable, "cannot use PostgreSQL at \(configuration.safeDescription): \(PostgresErrorMapping.reason(lastError))")
     }
 
     /// Stops the pool; queries fail afterwards.

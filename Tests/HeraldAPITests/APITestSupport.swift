@@ -1,6 +1,8 @@
 import Foundation
 import HeraldApp
 import HeraldCore
+import HeraldPostgres
+import HeraldTesting
 import Hummingbird
 import HummingbirdTesting
 import HTTPTypes
@@ -27,8 +29,7 @@ struct APIAnswer {
     }
 }
 
-/// Drives the real application (real store on an in-memory SQLite database) through Hummingbird's
-/// router test client.
+/// Drives the real application (real store) through Hummingbird's router test client.
 struct APIClient {
     let client: any TestClientProtocol
     let server: HeraldServer
@@ -72,17 +73,38 @@ struct APIClient {
     }
 }
 
-/// Runs `body` against a fresh Herald on an in-memory SQLite database.
+/// Runs `body` against a fresh Herald on an in-memory SQLite database, then again on a fresh
+/// PostgreSQL schema when a test server is configured (`TestPostgres`): every API test checks both
+/// stores.
 func withAPI(_ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
+    try await withAPI(database: .sqliteMemory, body)
+    if let url = TestPostgres.freshSchemaURL() {
+        try await withAPI(database: .postgres(url), body)
+    }
+}
+
+func withAPI(database: DatabaseLocation, _ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
     var configuration = HeraldConfiguration()
-    configuration.database = .sqliteMemory
+    configuration.database = database
     configuration.token = adminToken
     configuration.port = 0
     configuration.role = .api  // no dispatcher: these tests record attempts themselves
+    configuration.mainKey = (0..<32).map { _ in UInt8.random(in: 0...255) }
     var logger = Logger(label: "herald.test")
     logger.logLevel = .warning
     let server = try await HeraldServer.build(configuration: configuration, logger: logger)
-    try await server.application.test(.router) { client in
-        try await body(APIClient(client: client, server: server))
+    do {
+        try await server.application.test(.router) { client in
+            try await body(APIClient(client: client, server: server))
+        }
+    } catch {
+        await tearDown(server)
+        throw error
     }
+    await tearDown(server)
+}
+
+private func tearDown(_ server: HeraldServer) async {
+    if let postgres = server.store as? PostgresStore { try? await postgres.dropSchema() }
+    await server.close()
 }
