@@ -25,23 +25,24 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: ArgumentHelp("The server's base URL.", valueName: "url")) var url: String
+    @Option(help: ArgumentHelp("A server's base URL; repeat it for several nodes on one database (publishes go round-robin).", valueName: "url")) var url: [String]
     @Option(help: ArgumentHelp("An admin API token.", valueName: "token")) var token: String
     @Option(name: [.customShort("n"), .customLong("count")], help: "Messages to publish.") var count: Int = 2000
     @Option(name: [.customShort("m"), .customLong("endpoints")], help: "Endpoints each message goes to.") var endpoints: Int = 1
     @Option(name: [.customShort("c"), .customLong("concurrency")], help: "Publish requests in flight at once.") var concurrency: Int = 32
     @Option(help: ArgumentHelp("Publish at this many messages per second instead of as fast as possible.", valueName: "per-second")) var rate: Double?
     @Option(help: ArgumentHelp("Approximate payload size.", valueName: "bytes")) var payloadBytes: Int = 256
-    @Option(help: ArgumentHelp("The server's process id, to report its peak memory.", valueName: "pid")) var serverPid: Int?
+    @Option(help: ArgumentHelp("A server's process id, to report its peak memory (repeatable).", valueName: "pid")) var serverPid: [Int] = []
     @Option(help: "Seconds to wait for every delivery.") var deadline: Double = 300
 
     func validate() throws {
         guard count > 0, endpoints > 0, concurrency > 0 else { throw ValidationError("-n, -m and -c must be at least 1") }
+        guard !url.isEmpty else { throw ValidationError("--url is required") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
     }
 
     func run() async throws {
-        let base = url.hasSuffix("/") ? String(url.dropLast()) : url
+        let bases = url.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         let receiver = BenchReceiver()
         let secret = WebhookSecret.generate()
         var logger = Logger(label: "herald.bench.receiver")
@@ -69,7 +70,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(10))
             }
             let port = portBox.withLockedValue { $0! }
-            try await measure(client: client, base: base, receiverPort: port, receiver: receiver, secret: secret)
+            try await measure(client: client, bases: bases, receiverPort: port, receiver: receiver, secret: secret)
             group.cancelAll()
         }
         try await client.shutdown()
@@ -87,7 +88,8 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         return (try JSONSerialization.jsonObject(with: Data(buffer: data)) as? [String: Any]) ?? [:]
     }
 
-    func measure(client: HTTPClient, base: String, receiverPort: Int, receiver: BenchReceiver, secret: WebhookSecret) async throws {
+    func measure(client: HTTPClient, bases: [String], receiverPort: Int, receiver: BenchReceiver, secret: WebhookSecret) async throws {
+        let base = bases[0]
         let app = try await api(client, .POST, "\(base)/api/v1/app", ["name": "bench-deliver"])
         let appID = app["id"] as! String
         for index in 0..<endpoints {
@@ -96,7 +98,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let filler = String(repeating: "x", count: max(0, payloadBytes - 50))
         // The index leads the payload so the receiver can match an arrival to its send time.
         func payload(_ index: Int) -> [UInt8] { Array(#"{"i":\#(index),"type":"bench.event","data":"\#(filler)"}"#.utf8) }
-        let publishURL = "\(base)/api/v1/app/\(appID)/msg"
+        let publishURLs = bases.map { "\($0)/api/v1/app/\(appID)/msg" }
         receiver.expect(count * endpoints)
 
         // Phase 1: through Herald.
@@ -113,7 +115,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
                         let due = begin + interval * index
                         if due > .now { try await Task.sleep(until: due) }
                     }
-                    var request = HTTPClientRequest(url: publishURL)
+                    var request = HTTPClientRequest(url: publishURLs[index % publishURLs.count])
                     request.method = .POST
                     request.headers.add(name: "authorization", value: "Bearer \(token)")
                     request.headers.add(name: "content-type", value: "application/json")
@@ -171,7 +173,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let delivered = latencies.count
         let e2eRate = Double(delivered) / seconds(end - begin)
         let rawRate = Double(rawCount) / seconds(rawElapsed)
-        print("mode:                   \(rate.map { "paced at \($0) msg/s" } ?? "saturated, \(concurrency) publishers")")
+        print("mode:                   \(rate.map { "paced at \($0) msg/s" } ?? "saturated, \(concurrency) publishers"), \(bases.count) node(s)")
         print("messages × endpoints:   \(count) × \(endpoints) = \(count * endpoints) deliveries; publish errors \(errors.withLockedValue { $0 })")
         print("all delivered:          \(allArrived ? "yes" : "NO") (\(delivered) arrived)")
         print(String(format: "publish rate:           %.0f msg/s", Double(count) / seconds(publishDone - begin)))
@@ -179,9 +181,10 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         print(String(format: "publish→delivery:       p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  max %.1f ms", percentile(0.5), percentile(0.9), percentile(0.99), (latencies.last ?? .nan) * 1000))
         print(String(format: "raw client rate:        %.0f posts/s (same client, same bodies, 64 in flight, no storage)", rawRate))
         print(String(format: "ratio end-to-end / raw: %.2f", e2eRate / rawRate))
-        if let serverPid, let status = try? String(contentsOfFile: "/proc/\(serverPid)/status", encoding: .utf8) {
+        for pid in serverPid {
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { continue }
             let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().joined(separator: " ") } ?? "?"
-            print("server peak memory:     \(peak)")
+            print("server peak memory:     \(peak) (pid \(pid))")
         }
     }
 }
