@@ -121,7 +121,9 @@ extension PostgresStore {
             return configuration
         }
 
-        var clientConfiguration: PostgresClient.Configuration {
+        /// The pool's settings; `relaxed` pools commit without waiting for the WAL flush and get a
+        /// quarter of the connections (at least 2).
+        func clientConfiguration(relaxed: Bool = false) -> PostgresClient.Configuration {
             let clientTLS: PostgresClient.Configuration.TLS
             switch tls {
             case .disable: clientTLS = .disable
@@ -130,13 +132,16 @@ extension PostgresStore {
             }
             var configuration = PostgresClient.Configuration(host: host, port: port, username: username, password: password,
                                                              database: database, tls: clientTLS)
-            configuration.options.maximumConnections = max(2, maximumConnections)
-            configuration.options.minimumConnections = minimumConnections
+            configuration.options.maximumConnections = relaxed ? max(2, maximumConnections / 4) : max(2, maximumConnections)
+            configuration.options.minimumConnections = relaxed ? min(minimumConnections, 2) : minimumConnections
             configuration.options.connectTimeout = connectTimeout
+            var parameters: [(String, String)] = []
             if let schema {
                 // A startup parameter, checked above to be a plain identifier.
-                configuration.options.additionalStartupParameters = [("search_path", schema)]
+                parameters.append(("search_path", schema))
             }
+            if relaxed { parameters.append(("synchronous_commit", "off")) }
+            configuration.options.additionalStartupParameters = parameters
             return configuration
         }
     }

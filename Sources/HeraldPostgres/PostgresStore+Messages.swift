@@ -6,71 +6,99 @@ import PostgresNIO
 extension PostgresStore {
     // MARK: Publishing
 
-    /// One transaction: the application (when it is to be created), the message, one delivery per
-    /// matching endpoint, the idempotency record, and a `NOTIFY` that wakes every node's workers on
-    /// commit. The schema's unique constraints make a repeated eventId or a live Idempotency-Key a
-    /// conflict even when two nodes publish it at the same moment.
+    /// Stores the message, one delivery per matching endpoint and the idempotency record
+    /// atomically, then announces the new deliveries to every node's workers (`WorkAnnouncer`).
+    /// The schema's unique constraints make a repeated eventId or a live Idempotency-Key a conflict
+    /// even when two nodes publish it at the same moment.
+    ///
+    /// The common case is one statement (one round trip, one commit); a publish that must create
+    /// its application takes a transaction.
     public func publish(_ request: PublishRequest) async throws -> PublishResult {
-        let logger = self.logger
-        return try await transaction { connection in
-            var message = request.message
-            let known = try await connection.rows("SELECT 1 FROM applications WHERE id = \(message.appID.rawValue)", logger: logger)
-            if known.isEmpty {
-                guard let toCreate = request.applicationToCreate else { throw StoreError.notFound("application") }
-                // Another node may create the same uid at the same moment: whichever row holds it wins.
-                try await connection.rows(Self.insertQuery(toCreate, onConflictDoNothing: true), logger: logger)
-                let holder: PostgresQuery = if let uid = toCreate.uid {
-                    "SELECT id FROM applications WHERE uid = \(uid)"
-                } else {
-                    "SELECT id FROM applications WHERE id = \(toCreate.id.rawValue)"
-                }
-                guard let id = try await connection.rows(holder, logger: logger).first?.value("id", as: String.self) else {
-                    throw StoreError.conflict("the application could not be created")
-                }
-                message.appID = ApplicationID(rawValue: id)
-            }
-            try await connection.rows("""
-                INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at, payload_expires_at)
-                VALUES (\(message.id.rawValue), \(message.appID.rawValue), \(message.eventID), \(message.eventType),
-                        \(message.payload.map { Data($0) }), \(message.channels), \(message.createdAt.pgValue),
-                        \(message.payloadExpiresAt.pgValue))
-                """, logger: logger)
-
-            // Only the columns that EndpointFilter reads: secrets are neither needed nor opened here.
-            let candidates = try await connection.rows("""
-                SELECT id, disabled, event_types, channels FROM endpoints WHERE app_id = \(message.appID.rawValue) ORDER BY id
-                """, logger: logger)
-            var deliveries: [Delivery] = []
-            for row in candidates {
-                let endpoint = Endpoint(
-                    id: EndpointID(rawValue: try row.value("id")), appID: message.appID, url: "", disabled: try row.value("disabled"),
-                    eventTypes: try row.value("event_types"), channels: try row.value("channels"), secrets: [])
-                let matches = request.onlyEndpoint.map { $0 == endpoint.id }
-                    ?? EndpointFilter.matches(endpoint, eventType: message.eventType, channels: message.channels)
-                guard matches else { continue }
-                deliveries.append(Delivery(messageID: message.id, endpointID: endpoint.id, appID: message.appID,
-                                           nextAttemptAt: message.createdAt, eventType: message.eventType,
-                                           channels: message.channels, createdAt: message.createdAt))
-            }
-            if !deliveries.isEmpty {
-                let endpointIDs = deliveries.map(\.endpointID.rawValue)
-                try await connection.rows("""
-                    INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, trigger_type,
-                                            event_type, channels, created_at)
-                    SELECT \(message.id.rawValue)::text, endpoint_id, \(message.appID.rawValue)::text, 1, 0,
-                           \(message.createdAt.pgValue)::double precision, 0, \(message.eventType)::text, \(message.channels)::text[],
-                           \(message.createdAt.pgValue)::double precision
-                    FROM unnest(\(endpointIDs)::text[]) AS endpoint_id
-                    """, logger: logger)
-                try await connection.rows(Self.notifyQuery, logger: logger)
-            }
-            if let record = request.idempotency {
-                guard try await !connection.rows(try Self.saveQuery(record), logger: logger).isEmpty else {
-                    throw StoreError.conflict("idempotency key already used")
-                }
-            }
-            return PublishResult(message: message, deliveries: deliveries)
+        let result: PublishResult
+        if let published = try await publishToExistingApplication(request) {
+            result = published
+        } else {
+            result = try await publishCreatingApplication(request)
         }
+        if !result.deliveries.isEmpty { await announcer.announce() }
+        return result
+    }
+
+    /// One statement: nothing is written unless the application exists (then nil is returned); the
+    /// idempotency record is written first and the message only when the record was (first wins);
+    /// a taken eventId fails the whole statement. `EndpointFilter`'s rules, in SQL.
+    private func publishToExistingApplication(_ request: PublishRequest) async throws -> PublishResult? {
+        let message = request.message
+        let record = request.idempotency
+        let rows = try await rows("""
+            WITH app AS (
+                SELECT id FROM applications WHERE id = \(message.appID.rawValue)
+            ), record AS (
+                INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at)
+                SELECT \(record?.key)::text, \(record?.statusCode)::bigint, \(record.map { Data($0.body) })::bytea,
+                       \(record?.createdAt.pgValue)::double precision, \(record?.expiresAt.pgValue)::double precision
+                FROM app WHERE \(record?.key)::text IS NOT NULL
+                ON CONFLICT (key) DO UPDATE SET
+                    status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
+                    expires_at = excluded.expires_at
+                WHERE idempotency_records.expires_at <= excluded.created_at
+                RETURNING 1
+            ), stored AS (
+                INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at, payload_expires_at)
+                SELECT \(message.id.rawValue)::text, app.id, \(message.eventID)::text, \(message.eventType)::text,
+                       \(message.payload.map { Data($0) })::bytea, \(message.channels)::text[],
+                       \(message.createdAt.pgValue)::double precision, \(message.payloadExpiresAt.pgValue)::double precision
+                FROM app WHERE \(record?.key)::text IS NULL OR EXISTS (SELECT 1 FROM record)
+                RETURNING id, app_id
+            ), queued AS (
+                INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, trigger_type,
+                                        event_type, channels, created_at)
+                SELECT stored.id, e.id, stored.app_id, 1, 0, \(message.createdAt.pgValue)::double precision, 0,
+                       \(message.eventType)::text, \(message.channels)::text[], \(message.createdAt.pgValue)::double precision
+                FROM stored JOIN endpoints e ON e.app_id = stored.app_id
+                WHERE CASE WHEN \(request.onlyEndpoint?.rawValue)::text IS NOT NULL THEN e.id = \(request.onlyEndpoint?.rawValue)::text
+                      ELSE NOT e.disabled
+                           AND (e.event_types IS NULL OR cardinality(e.event_types) = 0 OR \(message.eventType)::text = ANY(e.event_types))
+                           AND (e.channels IS NULL OR cardinality(e.channels) = 0 OR e.channels && \(message.channels)::text[])
+                      END
+                RETURNING endpoint_id
+            )
+            SELECT (SELECT COUNT(*) FROM app) AS app_found, (SELECT COUNT(*) FROM stored) AS message_stored,
+                   ARRAY(SELECT endpoint_id FROM queued ORDER BY endpoint_id) AS endpoints
+            """)
+        guard let row = rows.first, try row.value("app_found", as: Int.self) > 0 else { return nil }
+        guard try row.value("message_stored", as: Int.self) > 0 else { throw StoreError.conflict("idempotency key already used") }
+        let deliveries = try row.value("endpoints", as: [String].self).map { id in
+            Delivery(messageID: message.id, endpointID: EndpointID(rawValue: id), appID: message.appID,
+                     nextAttemptAt: message.createdAt, eventType: message.eventType, channels: message.channels,
+                     createdAt: message.createdAt)
+        }
+        return PublishResult(message: message, deliveries: deliveries)
+    }
+
+    /// A transaction that creates the application (or finds the one another node just created
+    /// with the same uid), then publishes as above.
+    private func publishCreatingApplication(_ request: PublishRequest) async throws -> PublishResult {
+        guard let toCreate = request.applicationToCreate else { throw StoreError.notFound("application") }
+        let logger = self.logger
+        let appID = try await transaction { connection in
+            // Another node may create the same uid at the same moment: whichever row holds it wins.
+            try await connection.rows(Self.insertQuery(toCreate, onConflictDoNothing: true), logger: logger)
+            let holder: PostgresQuery = if let uid = toCreate.uid {
+                "SELECT id FROM applications WHERE uid = \(uid)"
+            } else {
+                "SELECT id FROM applications WHERE id = \(toCreate.id.rawValue)"
+            }
+            guard let id = try await connection.rows(holder, logger: logger).first?.value("id", as: String.self) else {
+                throw StoreError.conflict("the application could not be created")
+            }
+            return ApplicationID(rawValue: id)
+        }
+        var request = request
+        request.message.appID = appID
+        request.applicationToCreate = nil
+        guard let result = try await publishToExistingApplication(request) else { throw StoreError.notFound("application") }
+        return result
     }
 
     // MARK: Messages

@@ -30,7 +30,7 @@ extension PostgresStore {
             UPDATE deliveries d SET status = 3, lease_expires_at = \(leaseUntil.pgValue)
             FROM due WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
             RETURNING d.*
-            """).map(PostgresCoding.delivery)
+            """, relaxed: true).map(PostgresCoding.delivery)
         return claimed.sorted {
             ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID)
         }
@@ -86,7 +86,7 @@ extension PostgresStore {
                     next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
                     lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
                     event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
-                """)
+                """, relaxed: true)
         } catch let error as StoreError where error.code == .notFound {
             return  // The endpoint or message was deleted between the check and the write.
         }
@@ -101,8 +101,8 @@ extension PostgresStore {
                         \(leased.map { $0.leaseExpiresAt!.pgValue })::double precision[]) AS r(message_id, endpoint_id, lease)
             WHERE d.message_id = r.message_id AND d.endpoint_id = r.endpoint_id AND d.status = 3 AND d.lease_expires_at = r.lease
             RETURNING 1
-            """)
-        if !released.isEmpty { try await rows(Self.notifyQuery) }
+            """, relaxed: true)
+        if !released.isEmpty { await announcer.announce() }
     }
 
     public func deliveryCounts() async throws -> [DeliveryStatus: Int] {
@@ -117,7 +117,7 @@ extension PostgresStore {
     /// crashed node's claims are taken over when their lease lapses.
     public func releaseAllClaims() async throws -> Int {
         let released = try await rows("UPDATE deliveries SET status = 1, lease_expires_at = NULL WHERE status = 3 RETURNING 1").count
-        if released > 0 { try await rows(Self.notifyQuery) }
+        if released > 0 { await announcer.announce() }
         return released
     }
 
@@ -136,7 +136,7 @@ extension PostgresStore {
             let messageExists = try await !rows("SELECT 1 FROM messages WHERE id = \(message.rawValue) AND app_id = \(app.rawValue)").isEmpty
             throw StoreError.notFound(messageExists ? "endpoint" : "message")
         }
-        try await rows(Self.notifyQuery)
+        await announcer.announce()
     }
 
     public func recover(app: ApplicationID, endpoint: EndpointID, since: Date, until: Date?, now: Date) async throws -> Int {
@@ -149,7 +149,7 @@ extension PostgresStore {
         if let until { query.require("created_at <= ?", until.pgValue) }
         query.suffix = " RETURNING 1"
         let recovered = try await rows(query.query).count
-        if recovered > 0 { try await rows(Self.notifyQuery) }
+        if recovered > 0 { await announcer.announce() }
         return recovered
     }
 

@@ -24,15 +24,23 @@ public final class PostgresStore: HeraldStore {
 
     public let configuration: Configuration
     let client: PostgresClient
+    /// A second pool whose sessions commit without waiting for the WAL flush
+    /// (`synchronous_commit=off`), for writes whose loss in a database crash is harmless: a claim
+    /// (the delivery stays due) or an attempt record (the delivery is attempted again). Publishes
+    /// and every API write go through `client`, durably.
+    let relaxedClient: PostgresClient
+    let announcer: WorkAnnouncer
     let secrets: EndpointSecretsCodec
     let logger: Logger
-    /// Runs the pool; cancelled by `close`.
+    /// Runs the pools; cancelled by `close`.
     private let poolTask: Task<Void, Never>
 
-    private init(configuration: Configuration, client: PostgresClient, poolTask: Task<Void, Never>,
+    private init(configuration: Configuration, client: PostgresClient, relaxedClient: PostgresClient, poolTask: Task<Void, Never>,
                  sealer: (any SecretSealer)?, logger: Logger) {
         self.configuration = configuration
         self.client = client
+        self.relaxedClient = relaxedClient
+        self.announcer = WorkAnnouncer(client: client, logger: logger)
         self.poolTask = poolTask
         self.secrets = EndpointSecretsCodec(sealer: sealer)
         self.logger = logger
@@ -49,9 +57,16 @@ public final class PostgresStore: HeraldStore {
         // retry; Herald reports outages through its own failing operations instead.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .warning)
-        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: poolLogger)
-        let poolTask = Task { await client.run() }
-        let store = PostgresStore(configuration: configuration, client: client, poolTask: poolTask, sealer: sealer, logger: logger)
+        let client = PostgresClient(configuration: configuration.clientConfiguration(), backgroundLogger: poolLogger)
+        let relaxedClient = PostgresClient(configuration: configuration.clientConfiguration(relaxed: true), backgroundLogger: poolLogger)
+        let poolTask = Task {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await client.run() }
+                group.addTask { await relaxedClient.run() }
+            }
+        }
+        let store = PostgresStore(configuration: configuration, client: client, relaxedClient: relaxedClient, poolTask: poolTask,
+                                  sealer: sealer, logger: logger)
         do {
             try await withDeadline(configuration.startupTimeout) {
                 try await PostgresMigrations.migrate(client: client, schema: configuration.schema, logger: logger)
@@ -107,12 +122,13 @@ public final class PostgresStore: HeraldStore {
 
     // MARK: Queries
 
-    /// Runs one statement on a pooled connection and returns its rows.
+    /// Runs one statement on a pooled connection and returns its rows. `relaxed` runs it on the
+    /// pool that does not wait for the WAL flush (see `relaxedClient`).
     @discardableResult
-    func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+    func rows(_ query: PostgresQuery, relaxed: Bool = false) async throws -> [PostgresRandomAccessRow] {
         do {
             var result: [PostgresRandomAccessRow] = []
-            for try await row in try await client.query(query, logger: logger) {
+            for try await row in try await (relaxed ? relaxedClient : client).query(query, logger: logger) {
                 result.append(row.makeRandomAccess())
             }
             return result
@@ -162,9 +178,6 @@ public final class PostgresStore: HeraldStore {
         }
     }
 
-    /// The statement that announces due work to every listening node; sent inside the transaction
-    /// that made it due, so it is delivered on commit.
-    static let notifyQuery: PostgresQuery = "SELECT pg_notify('herald_deliveries', '')"
 }
 
 /// Runs `body`, failing with a timeout error when it takes longer than `limit`.

@@ -1,0 +1,42 @@
+import Logging
+import PostgresNIO
+
+/// Sends `NOTIFY herald_deliveries` after writes that made deliveries due, coalesced: while one
+/// notification is on its way, further announcements fold into one more. Notifying inside every
+/// publish transaction would serialize their commits (PostgreSQL holds a global lock while a
+/// notifying transaction commits); one short statement after the commit does not, and every
+/// listening worker still wakes within a round trip. A lost notification (connection down) costs
+/// at most the workers' poll interval.
+actor WorkAnnouncer {
+    private let client: PostgresClient
+    private let logger: Logger
+    private var sending = false
+    private var again = false
+
+    init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Announces new due work; returns at once.
+    func announce() {
+        if sending {
+            again = true
+            return
+        }
+        sending = true
+        Task { await self.drain() }
+    }
+
+    private func drain() async {
+        repeat {
+            again = false
+            do {
+                try await client.query("SELECT pg_notify('herald_deliveries', '')", logger: logger)
+            } catch {
+                logger.debug("could not announce new deliveries", metadata: ["herald.error": "\(PostgresErrorMapping.reason(error))"])
+            }
+        } while again
+        sending = false
+    }
+}
