@@ -152,9 +152,10 @@ public final class PostgresStore: HeraldStore {
 
     // MARK: Wake-ups
 
-    /// Calls `onNewWork` whenever a node publishes, resends or recovers (a `NOTIFY` on
-    /// `notificationChannel`), and once after each (re)subscription in case one was missed while
-    /// disconnected. Holds one pooled connection; reconnects with a short backoff when it drops.
+    /// Calls `onNewWork` whenever another node (another `PostgresStore`) publishes, resends,
+    /// recovers or hands back claims (a `NOTIFY` on `notificationChannel`), and once after each
+    /// (re)subscription in case one was missed while disconnected. This store's own writes are not
+    /// reported: its process wakes its dispatcher directly. Holds one pooled connection; reconnects with a short backoff when it drops.
     /// Returns when the calling task is cancelled.
     public func listenForNewWork(_ onNewWork: @escaping @Sendable () -> Void) async {
         var backoff: Duration = .milliseconds(100)
@@ -164,7 +165,8 @@ public final class PostgresStore: HeraldStore {
                     let notifications = try await connection.listen(Self.notificationChannel)
                     backoff = .milliseconds(100)
                     onNewWork()
-                    for try await _ in notifications {
+                    let ownID = announcer.nodeID
+                    for try await notification in notifications where notification.payload != ownID {
                         onNewWork()
                     }
                 }

@@ -8,12 +8,16 @@ import PostgresNIO
 /// listening worker still wakes within a round trip. A lost notification (connection down) costs
 /// at most the workers' poll interval.
 actor WorkAnnouncer {
+    /// Sent as the payload, so a node can tell its own announcements (its API already woke its
+    /// dispatcher in-process) from other nodes'.
+    nonisolated let nodeID: String
     private let client: PostgresClient
     private let logger: Logger
     private var sending = false
     private var again = false
 
     init(client: PostgresClient, logger: Logger) {
+        self.nodeID = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         self.client = client
         self.logger = logger
     }
@@ -32,7 +36,7 @@ actor WorkAnnouncer {
         repeat {
             again = false
             do {
-                try await client.query("SELECT pg_notify('herald_deliveries', '')", logger: logger)
+                try await client.query("SELECT pg_notify('herald_deliveries', \(nodeID))", logger: logger)
             } catch {
                 logger.debug("could not announce new deliveries", metadata: ["herald.error": "\(PostgresErrorMapping.reason(error))"])
             }
