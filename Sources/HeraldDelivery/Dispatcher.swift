@@ -79,6 +79,7 @@ public final class Dispatcher: Service, Sendable {
         logger.info("dispatcher started", metadata: ["herald.dispatcher.concurrency": "\(configuration.concurrency)"])
         await withDiscardingTaskGroup { group in
             var held: [Delivery] = []  // claimed, waiting for an endpoint slot
+            var targets = DeliveryTargets()  // the endpoints and messages of `held`
             var lastSample = ContinuousClock.now - .seconds(60)
             while !stopping.withLockedValue({ $0 }) {
                 let current = now()
@@ -98,10 +99,15 @@ public final class Dispatcher: Service, Sendable {
                     }
                 }
                 var waiting: [Delivery] = []
-                // Endpoints and messages of what can start now, in one read.
-                var targets = DeliveryTargets()
-                if !held.isEmpty {
-                    do { targets = try await store.deliveryTargets(for: held) } catch {
+                // Endpoints and messages of newly claimed deliveries, in one read; deliveries held
+                // back by the per-endpoint cap keep what was loaded for them.
+                let unloaded = held.filter { targets.endpoints[$0.endpointID] == nil || targets.messages[$0.messageID] == nil }
+                if !unloaded.isEmpty {
+                    do {
+                        let loaded = try await store.deliveryTargets(for: unloaded)
+                        targets.endpoints.merge(loaded.endpoints) { _, new in new }
+                        targets.messages.merge(loaded.messages) { _, new in new }
+                    } catch {
                         logger.warning("could not load deliveries", metadata: ["herald.error": "\(error)"])
                     }
                 }
@@ -136,6 +142,11 @@ public final class Dispatcher: Service, Sendable {
                     }
                 }
                 held = waiting
+                // Keep only what the held deliveries still need.
+                let heldEndpoints = Set(held.map(\.endpointID))
+                let heldMessages = Set(held.map(\.messageID))
+                targets.endpoints = targets.endpoints.filter { heldEndpoints.contains($0.key) }
+                targets.messages = targets.messages.filter { heldMessages.contains($0.key) }
                 await wakeup.wait(upTo: configuration.pollInterval)
             }
             logger.info("dispatcher stopping", metadata: ["herald.dispatcher.in_flight": "\(inFlight)"])

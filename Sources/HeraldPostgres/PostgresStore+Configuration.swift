@@ -4,7 +4,7 @@ import PostgresNIO
 
 extension PostgresStore {
     /// Where the database is and how the pool behaves. Built from a URL:
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require&pool_max=N&pool_min=N&schema=NAME&connect_timeout=S]`.
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require&pool_max=N&pool_min=N&schema=NAME&connect_timeout=S&operation_timeout=S]`.
     public struct Configuration: Sendable {
         /// How the connection is encrypted (libpq's `sslmode` names).
         public enum TLSMode: String, Sendable, CaseIterable {
@@ -33,10 +33,15 @@ extension PostgresStore {
         public var connectTimeout: Duration
         /// How long `connect` waits for the first connection and the migrations.
         public var startupTimeout: Duration
+        /// The longest a store operation (a statement, or a transaction) may take, waiting for a
+        /// connection included; past it the caller gets an `.unavailable` error (HTTP 503), so a
+        /// request caught in a database outage is answered. Also PostgreSQL's `statement_timeout`.
+        public var operationTimeout: Duration
 
         public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
                     database: String? = nil, schema: String? = nil, tls: TLSMode = .prefer, maximumConnections: Int = 20,
-                    minimumConnections: Int = 0, connectTimeout: Duration = .seconds(10), startupTimeout: Duration = .seconds(30)) {
+                    minimumConnections: Int = 0, connectTimeout: Duration = .seconds(10), startupTimeout: Duration = .seconds(30),
+                    operationTimeout: Duration = .seconds(15)) {
             self.host = host
             self.port = port
             self.username = username
@@ -48,6 +53,7 @@ extension PostgresStore {
             self.minimumConnections = minimumConnections
             self.connectTimeout = connectTimeout
             self.startupTimeout = startupTimeout
+            self.operationTimeout = operationTimeout
         }
 
         /// Parses a `postgres://` or `postgresql://` URL. Errors name the bad part, never the password.
@@ -84,6 +90,11 @@ extension PostgresStore {
                         throw StoreError(.unavailable, "schema must be letters, digits and underscores, got '\(value.prefix(60))'")
                     }
                     schema = value
+                case "operation_timeout":
+                    guard let seconds = Int(value), seconds > 0, seconds <= 3600 else {
+                        throw StoreError(.unavailable, "operation_timeout must be a number of seconds from 1 to 3600")
+                    }
+                    operationTimeout = .seconds(seconds)
                 case "connect_timeout":
                     guard let seconds = Int(value), seconds > 0 else {
                         throw StoreError(.unavailable, "connect_timeout must be a positive number of seconds")
@@ -141,6 +152,9 @@ extension PostgresStore {
                 parameters.append(("search_path", schema))
             }
             if relaxed { parameters.append(("synchronous_commit", "off")) }
+            // The server gives up on a statement a little before the client gives up waiting.
+            let milliseconds = max(1000, Int(operationTimeout.components.seconds) * 1000 - 500)
+            parameters.append(("statement_timeout", "\(milliseconds)"))
             configuration.options.additionalStartupParameters = parameters
             return configuration
         }

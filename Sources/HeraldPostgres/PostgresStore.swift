@@ -96,6 +96,12 @@ public final class PostgresStore: HeraldStore {
                 try? await connection.close()
                 return
             } catch {
+                // Wrong credentials or a missing database will not fix themselves.
+                if let failure = error as? PSQLError, failure.code == .server,
+                   let state = failure.serverInfo?[.sqlState], state.hasPrefix("28") || state == "3D000" {
+                    lastError = error
+                    break
+                }
                 if case .unavailable = (lastError as? StoreError)?.code {
                     logger.warning("PostgreSQL is not reachable yet; retrying", metadata: [
                         "herald.database": "\(configuration.safeDescription)",
@@ -103,11 +109,6 @@ public final class PostgresStore: HeraldStore {
                         "herald.retry.until": "\(configuration.startupTimeout)"])
                 }
                 lastError = error
-                // Wrong credentials or a missing database will not fix themselves.
-                if let error = error as? PSQLError, error.code == .server,
-                   let state = error.serverInfo?[.sqlState], state.hasPrefix("28") || state == "3D000" {
-                    break
-                }
             }
             try await Task.sleep(for: .milliseconds(500))
         }
@@ -126,22 +127,30 @@ public final class PostgresStore: HeraldStore {
     /// pool that does not wait for the WAL flush (see `relaxedClient`).
     @discardableResult
     func rows(_ query: PostgresQuery, relaxed: Bool = false) async throws -> [PostgresRandomAccessRow] {
+        let pool = relaxed ? relaxedClient : client
+        let logger = self.logger
         do {
-            var result: [PostgresRandomAccessRow] = []
-            for try await row in try await (relaxed ? relaxedClient : client).query(query, logger: logger) {
-                result.append(row.makeRandomAccess())
+            return try await withDeadline(configuration.operationTimeout) {
+                var result: [PostgresRandomAccessRow] = []
+                for try await row in try await pool.query(query, logger: logger) {
+                    result.append(row.makeRandomAccess())
+                }
+                return result
             }
-            return result
         } catch {
             throw PostgresErrorMapping.storeError(error)
         }
     }
 
     /// Runs `body` in a transaction (committed when it returns, rolled back when it throws).
-    func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let client = self.client
+        let logger = self.logger
         do {
-            return try await client.withTransaction(logger: logger) { connection in
-                try await body(connection)
+            return try await withDeadline(configuration.operationTimeout) {
+                try await client.withTransaction(logger: logger) { connection in
+                    try await body(connection)
+                }
             }
         } catch let error as PostgresTransactionError {
             throw PostgresErrorMapping.storeError(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error)
@@ -180,19 +189,6 @@ public final class PostgresStore: HeraldStore {
         }
     }
 
-}
-
-/// Runs `body`, failing with a timeout error when it takes longer than `limit`.
-func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            throw StoreError(.unavailable, "no connection within \(limit)")
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
 }
 
 extension PostgresStore {

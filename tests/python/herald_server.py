@@ -20,6 +20,7 @@ import requests
 from conftest import HERALD
 
 LISTENING = re.compile(r"^Herald listening on (http://127\.0\.0\.1:(\d+))\s*$")
+WORKER_STARTED = re.compile(r"^Herald worker started \(no API\)\s*$")  # `--role worker`: no socket, no URL
 START_DEADLINE = 60.0  # seconds: migrations on a cold SQLite file are fast; this only bounds a hang
 
 
@@ -30,8 +31,9 @@ def new_token() -> str:
 class HeraldServer:
     """One `herald serve` process; its stdout is pumped into a queue, stderr kept for diagnostics."""
 
-    def __init__(self, database: str, token: str, extra_args=(), role: str = "api"):
+    def __init__(self, database: str, token: str, extra_args=(), role: str = "api", env=None):
         self.database = database
+        self.role = role
         self.token = token
         self.stdout_lines = []
         self._lines = queue.Queue()
@@ -44,7 +46,8 @@ class HeraldServer:
         self.proc = subprocess.Popen(
             [HERALD, "serve", "--database", database, "--host", "127.0.0.1", "--port", "0", *flags, *extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("HERALD_")},
+            # No inherited HERALD_* setting leaks in; `env` (e.g. HERALD_MAIN_KEY) is added on top.
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}, **(env or {})},
         )
         threading.Thread(target=self._pump_stdout, daemon=True).start()
         threading.Thread(target=self._pump_stderr, daemon=True).start()
@@ -53,10 +56,11 @@ class HeraldServer:
 
     @classmethod
     def start(cls, database: str, token: str = None, extra_args=(), deadline: float = START_DEADLINE,
-              without_token: bool = False, role: str = "api") -> "HeraldServer":
+              without_token: bool = False, role: str = "api", env=None) -> "HeraldServer":
         """Starts and waits for the listening line. `without_token` passes no --token (self.token is then None);
-        `role=None` passes no --role (the server's default: API and dispatcher)."""
-        server = cls(database, None if without_token else (token or new_token()), extra_args, role)
+        `role=None` passes no --role (the server's default: API and dispatcher); `role="worker"` waits for the
+        worker's start line instead (url and port stay None). `env` adds environment variables (HERALD_MAIN_KEY)."""
+        server = cls(database, None if without_token else (token or new_token()), extra_args, role, env)
         try:
             server._wait_listening(deadline)
         except BaseException:
@@ -97,6 +101,8 @@ class HeraldServer:
             if match:
                 self.url = match.group(1)
                 self.port = int(match.group(2))
+                return
+            if self.role == "worker" and WORKER_STARTED.match(line):
                 return
 
     # Clients

@@ -1,0 +1,85 @@
+import HeraldCore
+import NIOConcurrencyHelpers
+
+/// Runs `body` and returns its result, or throws an `.unavailable` `StoreError` once `limit` has
+/// passed, whichever comes first. Unlike a task group, it does not wait for `body` to notice the
+/// cancellation: a call stuck in the driver (seen across a PostgreSQL restart) cannot hold the
+/// caller — an API request, a lock — for ever. `body` is cancelled at the deadline.
+func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let outcome = DeadlineOutcome<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            outcome.start(continuation)
+            let work = Task {
+                do { outcome.finish(.success(try await body())) } catch { outcome.finish(.failure(error)) }
+            }
+            let timer = Task {
+                try? await Task.sleep(for: limit)
+                if !Task.isCancelled, outcome.finish(.failure(StoreError(.unavailable, "the database did not answer within \(limit)"))) {
+                    work.cancel()
+                }
+            }
+            outcome.onFinish { timer.cancel() }
+            outcome.onCancel { work.cancel() }
+        }
+    } onCancel: {
+        outcome.cancel()
+    }
+}
+
+/// The one result a `withDeadline` call resumes with. `@unchecked Sendable`: every field is
+/// behind the lock.
+private final class DeadlineOutcome<T: Sendable>: @unchecked Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var finished = false
+        var cancelled = false
+        var onFinish: [@Sendable () -> Void] = []
+        var onCancel: (@Sendable () -> Void)?
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func start(_ continuation: CheckedContinuation<T, any Error>) {
+        state.withLockedValue { $0.continuation = continuation }
+    }
+
+    /// Resumes the caller with `result` unless it was resumed already; returns whether it did.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let (continuation, actions) = state.withLockedValue { state -> (CheckedContinuation<T, any Error>?, [@Sendable () -> Void]) in
+            guard !state.finished else { return (nil, []) }
+            state.finished = true
+            defer { state.continuation = nil; state.onFinish = [] }
+            return (state.continuation, state.onFinish)
+        }
+        guard let continuation else { return false }
+        continuation.resume(with: result)
+        for action in actions { action() }
+        return true
+    }
+
+    func onFinish(_ action: @escaping @Sendable () -> Void) {
+        let runNow = state.withLockedValue { state -> Bool in
+            if state.finished { return true }
+            state.onFinish.append(action)
+            return false
+        }
+        if runNow { action() }
+    }
+
+    func onCancel(_ action: @escaping @Sendable () -> Void) {
+        let runNow = state.withLockedValue { state -> Bool in
+            state.onCancel = action
+            return state.cancelled
+        }
+        if runNow { action() }
+    }
+
+    func cancel() {
+        let action = state.withLockedValue { state -> (@Sendable () -> Void)? in
+            state.cancelled = true
+            return state.onCancel
+        }
+        action?()
+    }
+}
