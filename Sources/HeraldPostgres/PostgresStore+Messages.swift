@@ -24,51 +24,13 @@ extension PostgresStore {
         return result
     }
 
-    /// One statement: nothing is written unless the application exists (then nil is returned); the
-    /// idempotency record is written first and the message only when the record was (first wins);
-    /// a taken eventId fails the whole statement. `EndpointFilter`'s rules, in SQL.
+    /// `PublishStatement`: nil when the application does not exist (then nothing was written).
     private func publishToExistingApplication(_ request: PublishRequest) async throws -> PublishResult? {
         let message = request.message
-        let record = request.idempotency
-        let rows = try await rows("""
-            WITH app AS (
-                SELECT id FROM applications WHERE id = \(message.appID.rawValue)
-            ), record AS (
-                INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at)
-                SELECT \(record?.key)::text, \(record?.statusCode)::bigint, \(record.map { Data($0.body) })::bytea,
-                       \(record?.createdAt.pgValue)::double precision, \(record?.expiresAt.pgValue)::double precision
-                FROM app WHERE \(record?.key)::text IS NOT NULL
-                ON CONFLICT (key) DO UPDATE SET
-                    status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
-                    expires_at = excluded.expires_at
-                WHERE idempotency_records.expires_at <= excluded.created_at
-                RETURNING 1
-            ), stored AS (
-                INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at, payload_expires_at)
-                SELECT \(message.id.rawValue)::text, app.id, \(message.eventID)::text, \(message.eventType)::text,
-                       \(message.payload.map { Data($0) })::bytea, \(message.channels)::text[],
-                       \(message.createdAt.pgValue)::double precision, \(message.payloadExpiresAt.pgValue)::double precision
-                FROM app WHERE \(record?.key)::text IS NULL OR EXISTS (SELECT 1 FROM record)
-                RETURNING id, app_id
-            ), queued AS (
-                INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, trigger_type,
-                                        event_type, channels, created_at)
-                SELECT stored.id, e.id, stored.app_id, 1, 0, \(message.createdAt.pgValue)::double precision, 0,
-                       \(message.eventType)::text, \(message.channels)::text[], \(message.createdAt.pgValue)::double precision
-                FROM stored JOIN endpoints e ON e.app_id = stored.app_id
-                WHERE CASE WHEN \(request.onlyEndpoint?.rawValue)::text IS NOT NULL THEN e.id = \(request.onlyEndpoint?.rawValue)::text
-                      ELSE NOT e.disabled
-                           AND (e.event_types IS NULL OR cardinality(e.event_types) = 0 OR \(message.eventType)::text = ANY(e.event_types))
-                           AND (e.channels IS NULL OR cardinality(e.channels) = 0 OR e.channels && \(message.channels)::text[])
-                      END
-                RETURNING endpoint_id
-            )
-            SELECT (SELECT COUNT(*) FROM app) AS app_found, (SELECT COUNT(*) FROM stored) AS message_stored,
-                   ARRAY(SELECT endpoint_id FROM queued ORDER BY endpoint_id) AS endpoints
-            """)
-        guard let row = rows.first, try row.value("app_found", as: Int.self) > 0 else { return nil }
-        guard try row.value("message_stored", as: Int.self) > 0 else { throw StoreError.conflict("idempotency key already used") }
-        let deliveries = try row.value("endpoints", as: [String].self).map { id in
+        let answer = try await execute(PublishStatement(message: message, record: request.idempotency, onlyEndpoint: request.onlyEndpoint))
+        guard let (appFound, messageStored, endpointIDs) = answer.first, appFound > 0 else { return nil }
+        guard messageStored > 0 else { throw StoreError.conflict("idempotency key already used") }
+        let deliveries = endpointIDs.map { id in
             Delivery(messageID: message.id, endpointID: EndpointID(rawValue: id), appID: message.appID,
                      nextAttemptAt: message.createdAt, eventType: message.eventType, channels: message.channels,
                      createdAt: message.createdAt)

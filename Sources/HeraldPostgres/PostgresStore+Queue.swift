@@ -12,25 +12,7 @@ extension PostgresStore {
     /// pending deliveries, and sending ones whose lease lapsed (a crashed node's).
     public func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
         guard limit > 0 else { return [] }
-        let claimed = try await rows("""
-            WITH pending AS (
-                SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
-                WHERE status = 1 AND next_attempt_at <= \(now.pgValue)
-                ORDER BY next_attempt_at LIMIT \(limit)
-                FOR UPDATE SKIP LOCKED
-            ), lapsed AS (
-                SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
-                WHERE status = 3 AND lease_expires_at < \(now.pgValue)
-                ORDER BY lease_expires_at LIMIT \(limit)
-                FOR UPDATE SKIP LOCKED
-            ), due AS (
-                SELECT * FROM pending UNION ALL SELECT * FROM lapsed
-                ORDER BY next_attempt_at NULLS FIRST, message_id, endpoint_id LIMIT \(limit)
-            )
-            UPDATE deliveries d SET status = 3, lease_expires_at = \(leaseUntil.pgValue)
-            FROM due WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
-            RETURNING d.*
-            """, relaxed: true).map(PostgresCoding.delivery)
+        let claimed = try await execute(ClaimStatement(now: now, limit: limit, leaseUntil: leaseUntil), relaxed: true)
         return claimed.sorted {
             ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID)
         }
@@ -55,38 +37,12 @@ extension PostgresStore {
         return targets
     }
 
-    /// One statement: the attempt row, then the delivery's new state, both only while the endpoint
-    /// and the message still exist (they may be deleted while the attempt is in flight; then there is
-    /// nothing left to record it against).
+    /// One statement (`RecordAttemptStatement`): the attempt row, then the delivery's new state, both
+    /// only while the endpoint and the message still exist (they may be deleted while the attempt is
+    /// in flight; then there is nothing left to record it against).
     public func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws {
         do {
-            try await rows("""
-                WITH recorded AS (
-                    INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
-                                          response_duration_ms, status, trigger_type, event_type, channels, created_at)
-                    SELECT \(attempt.id.rawValue)::text, \(attempt.messageID.rawValue)::text, \(attempt.endpointID.rawValue)::text,
-                           \(attempt.appID.rawValue)::text, \(attempt.url)::text, \(attempt.responseStatusCode)::bigint,
-                           \(attempt.response)::text, \(attempt.responseDurationMs)::bigint, \(attempt.status.rawValue)::smallint,
-                           \(attempt.triggerType.rawValue)::smallint, \(attempt.eventType)::text, \(attempt.channels)::text[],
-                           \(attempt.createdAt.pgValue)::double precision
-                    WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = \(delivery.endpointID.rawValue)::text)
-                      AND EXISTS (SELECT 1 FROM messages WHERE id = \(delivery.messageID.rawValue)::text)
-                    RETURNING 1
-                )
-                INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, last_attempt_at,
-                                        lease_expires_at, trigger_type, event_type, channels, created_at)
-                SELECT \(delivery.messageID.rawValue)::text, \(delivery.endpointID.rawValue)::text, \(delivery.appID.rawValue)::text,
-                       \(delivery.status.rawValue)::smallint, \(delivery.attemptCount)::bigint,
-                       \(delivery.nextAttemptAt?.pgValue)::double precision, \(delivery.lastAttemptAt?.pgValue)::double precision,
-                       \(delivery.leaseExpiresAt?.pgValue)::double precision, \(delivery.trigger.rawValue)::smallint,
-                       \(delivery.eventType)::text, \(delivery.channels)::text[], \(delivery.createdAt.pgValue)::double precision
-                WHERE EXISTS (SELECT 1 FROM recorded)
-                ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
-                    app_id = excluded.app_id, status = excluded.status, attempt_count = excluded.attempt_count,
-                    next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
-                    lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
-                    event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
-                """, relaxed: true)
+            try await execute(RecordAttemptStatement(attempt: attempt, delivery: delivery), relaxed: true)
         } catch let error as StoreError where error.code == .notFound {
             return  // The endpoint or message was deleted between the check and the write.
         }

@@ -1,0 +1,206 @@
+import Foundation
+import HeraldCore
+import PostgresNIO
+
+// The statements on the hot path — publishing, claiming, recording attempts — as prepared
+// statements: each connection parses and plans them once instead of on every call. Every parameter
+// is cast in the SQL, so its type never depends on whether the first call bound a NULL.
+
+/// A publish to an existing application, in one statement: nothing is written unless the
+/// application exists; the idempotency record is written first and the message only when the record
+/// was (first wins); a taken eventId fails the whole statement. `EndpointFilter`'s rules, in SQL.
+/// Answers whether the application was found, whether the message was stored, and the endpoints
+/// queued.
+struct PublishStatement: PostgresPreparedStatement {
+    static let name = "herald_publish_v1"
+    static let sql = """
+        WITH app AS (
+            SELECT id FROM applications WHERE id = $1::text
+        ), record AS (
+            INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at)
+            SELECT $2::text, $3::bigint, $4::bytea, $5::double precision, $6::double precision
+            FROM app WHERE $2::text IS NOT NULL
+            ON CONFLICT (key) DO UPDATE SET
+                status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
+                expires_at = excluded.expires_at
+            WHERE idempotency_records.expires_at <= excluded.created_at
+            RETURNING 1
+        ), stored AS (
+            INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at, payload_expires_at)
+            SELECT $7::text, app.id, $8::text, $9::text, $10::bytea, $11::text[], $12::double precision, $13::double precision
+            FROM app WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM record)
+            RETURNING id, app_id
+        ), queued AS (
+            INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, trigger_type,
+                                    event_type, channels, created_at)
+            SELECT stored.id, e.id, stored.app_id, 1, 0, $12::double precision, 0, $9::text, $11::text[], $12::double precision
+            FROM stored JOIN endpoints e ON e.app_id = stored.app_id
+            WHERE CASE WHEN $14::text IS NOT NULL THEN e.id = $14::text
+                  ELSE NOT e.disabled
+                       AND (e.event_types IS NULL OR cardinality(e.event_types) = 0 OR $9::text = ANY(e.event_types))
+                       AND (e.channels IS NULL OR cardinality(e.channels) = 0 OR e.channels && $11::text[])
+                  END
+            RETURNING endpoint_id
+        )
+        SELECT (SELECT COUNT(*) FROM app), (SELECT COUNT(*) FROM stored), ARRAY(SELECT endpoint_id FROM queued ORDER BY endpoint_id)
+        """
+    typealias Row = (Int, Int, [String])
+
+    let message: Message
+    let record: IdempotencyRecord?
+    let onlyEndpoint: EndpointID?
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 14)
+        bindings.append(message.appID.rawValue)
+        bindings.append(record?.key)
+        bindings.append(record?.statusCode)
+        try bindings.append(record.map { Data($0.body) })
+        bindings.append(record?.createdAt.pgValue)
+        bindings.append(record?.expiresAt.pgValue)
+        bindings.append(message.id.rawValue)
+        bindings.append(message.eventID)
+        bindings.append(message.eventType)
+        try bindings.append(message.payload.map { Data($0) })
+        bindings.append(message.channels)
+        bindings.append(message.createdAt.pgValue)
+        bindings.append(message.payloadExpiresAt.pgValue)
+        bindings.append(onlyEndpoint?.rawValue)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Claims up to `limit` due deliveries under a lease (see `PostgresStore.claimDueDeliveries`).
+struct ClaimStatement: PostgresPreparedStatement {
+    static let name = "herald_claim_v1"
+    static let sql = """
+        WITH pending AS (
+            SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
+            WHERE status = 1 AND next_attempt_at <= $1::double precision
+            ORDER BY next_attempt_at LIMIT $2::bigint
+            FOR UPDATE SKIP LOCKED
+        ), lapsed AS (
+            SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
+            WHERE status = 3 AND lease_expires_at < $1::double precision
+            ORDER BY lease_expires_at LIMIT $2::bigint
+            FOR UPDATE SKIP LOCKED
+        ), due AS (
+            SELECT * FROM pending UNION ALL SELECT * FROM lapsed
+            ORDER BY next_attempt_at NULLS FIRST, message_id, endpoint_id LIMIT $2::bigint
+        )
+        UPDATE deliveries d SET status = 3, lease_expires_at = $3::double precision
+        FROM due WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
+        RETURNING d.message_id, d.endpoint_id, d.app_id, d.status, d.attempt_count, d.next_attempt_at, d.last_attempt_at,
+                  d.lease_expires_at, d.trigger_type, d.event_type, d.channels, d.created_at
+        """
+    typealias Row = Delivery
+
+    let now: Date
+    let limit: Int
+    let leaseUntil: Date
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(now.pgValue)
+        bindings.append(limit)
+        bindings.append(leaseUntil.pgValue)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Delivery {
+        let (messageID, endpointID, appID, status, attempts, next, last, lease, trigger, eventType, channels, created) =
+            try row.decode((String, String, String, Int, Int, Double?, Double?, Double?, Int, String, [String]?, Double).self)
+        guard let status = DeliveryStatus(rawValue: status), let trigger = TriggerType(rawValue: trigger) else { throw PostgresCoding.corrupt }
+        return Delivery(
+            messageID: MessageID(rawValue: messageID), endpointID: EndpointID(rawValue: endpointID), appID: ApplicationID(rawValue: appID),
+            status: status, attemptCount: attempts, nextAttemptAt: next.map(Date.init(timeIntervalSinceReferenceDate:)),
+            lastAttemptAt: last.map(Date.init(timeIntervalSinceReferenceDate:)), leaseExpiresAt: lease.map(Date.init(timeIntervalSinceReferenceDate:)),
+            trigger: trigger, eventType: eventType, channels: channels, createdAt: Date(timeIntervalSinceReferenceDate: created))
+    }
+}
+
+/// The attempt row, then the delivery's new state, both only while the endpoint and the message
+/// still exist (see `PostgresStore.recordAttempt`).
+struct RecordAttemptStatement: PostgresPreparedStatement {
+    static let name = "herald_record_attempt_v1"
+    static let sql = """
+        WITH recorded AS (
+            INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
+                                  response_duration_ms, status, trigger_type, event_type, channels, created_at)
+            SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::text, $8::bigint, $9::smallint,
+                   $10::smallint, $11::text, $12::text[], $13::double precision
+            WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = $15::text)
+              AND EXISTS (SELECT 1 FROM messages WHERE id = $14::text)
+            RETURNING 1
+        )
+        INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, last_attempt_at,
+                                lease_expires_at, trigger_type, event_type, channels, created_at)
+        SELECT $14::text, $15::text, $16::text, $17::smallint, $18::bigint, $19::double precision, $20::double precision,
+               $21::double precision, $22::smallint, $23::text, $24::text[], $25::double precision
+        WHERE EXISTS (SELECT 1 FROM recorded)
+        ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
+            app_id = excluded.app_id, status = excluded.status, attempt_count = excluded.attempt_count,
+            next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
+            lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
+            event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
+        """
+    typealias Row = Void
+
+    let attempt: Attempt
+    let delivery: Delivery
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 25)
+        bindings.append(attempt.id.rawValue)
+        bindings.append(attempt.messageID.rawValue)
+        bindings.append(attempt.endpointID.rawValue)
+        bindings.append(attempt.appID.rawValue)
+        bindings.append(attempt.url)
+        bindings.append(attempt.responseStatusCode)
+        bindings.append(attempt.response)
+        bindings.append(attempt.responseDurationMs)
+        bindings.append(attempt.status.rawValue)
+        bindings.append(attempt.triggerType.rawValue)
+        bindings.append(attempt.eventType)
+        bindings.append(attempt.channels)
+        bindings.append(attempt.createdAt.pgValue)
+        bindings.append(delivery.messageID.rawValue)
+        bindings.append(delivery.endpointID.rawValue)
+        bindings.append(delivery.appID.rawValue)
+        bindings.append(delivery.status.rawValue)
+        bindings.append(delivery.attemptCount)
+        bindings.append(delivery.nextAttemptAt?.pgValue)
+        bindings.append(delivery.lastAttemptAt?.pgValue)
+        bindings.append(delivery.leaseExpiresAt?.pgValue)
+        bindings.append(delivery.trigger.rawValue)
+        bindings.append(delivery.eventType)
+        bindings.append(delivery.channels)
+        bindings.append(delivery.createdAt.pgValue)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+extension PostgresStore {
+    /// Runs a prepared statement on a pooled connection (see `rows`) and returns its decoded rows.
+    @discardableResult
+    func execute<Statement: PostgresPreparedStatement>(_ statement: Statement, relaxed: Bool = false) async throws -> [Statement.Row]
+    where Statement.Row: Sendable {
+        let pool = relaxed ? relaxedClient : client
+        let logger = self.logger
+        do {
+            return try await withDeadline(configuration.operationTimeout) {
+                var result: [Statement.Row] = []
+                for try await row in try await pool.execute(statement, logger: logger) {
+                    result.append(row)
+                }
+                return result
+            }
+        } catch {
+            throw PostgresErrorMapping.storeError(error)
+        }
+    }
+}
