@@ -1,4 +1,6 @@
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
 /// Wakes the dispatcher as soon as there may be work: a message was published, a resend or
 /// recover was queued, or an attempt finished and freed a slot. Signals coalesce; one waiter.
@@ -12,6 +14,9 @@ public final class DeliveryWakeup: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// Which `wait` is current, so that a late timer of an earlier wait wakes nothing.
+        var generation: UInt64 = 0
+        var timedOut: UInt64 = 0
     }
     private let state = NIOLockedValueBox(State())
 
@@ -30,32 +35,40 @@ public final class DeliveryWakeup: Sendable {
     }
 
     /// Returns at the next signal (or at once if one came since the last wait), or after `timeout`.
+    /// The timeout is an event-loop timer, freed as soon as it is cancelled (the dispatcher waits
+    /// once per completed attempt; a cancelled `Task.sleep` would keep its allocation for the
+    /// whole timeout).
     public func wait(upTo timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.waitForSignal() }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-            self.signalIfWaiting()  // release the signal waiter if the timeout won
-            await group.waitForAll()
+        let generation = state.withLockedValue { state -> UInt64 in
+            state.generation &+= 1
+            return state.generation
         }
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+            self.expire(generation)
+        }
+        await waitForSignal(generation)
+        timer.cancel()
     }
 
-    private func signalIfWaiting() {
+    private func expire(_ generation: UInt64) {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            guard state.generation == generation else { return nil }
+            state.timedOut = generation
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume()
     }
 
-    private func waitForSignal() async {
+    private func waitForSignal(_ generation: UInt64) async {
         await withCheckedContinuation { continuation in
             let resumeNow = state.withLockedValue { state -> Bool in
                 if state.pending {
                     state.pending = false
                     return true
                 }
+                if state.timedOut == generation { return true }
                 state.waiter = continuation
                 return false
             }

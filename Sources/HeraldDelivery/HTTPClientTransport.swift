@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Sends webhooks with AsyncHTTPClient: the host is resolved and vetted by the network policy
 /// first, and the connection goes to that vetted address (AsyncHTTPClient's DNS override, which
@@ -70,31 +71,28 @@ public actor HTTPClientTransport: WebhookTransport {
         let prepared = outgoing
         let timeout = request.timeout
 
-        do {
-            return try await withThrowingTaskGroup(of: TransportResponse?.self) { group in
-                group.addTask {
-                    let response = try await client.execute(prepared, timeout: .milliseconds(Int64(timeout * 1000)))
-                    var collected: [UInt8] = []
-                    for try await chunk in response.body {
-                        let room = TransportResponse.maxResponseBytes - collected.count
-                        collected.append(contentsOf: chunk.readableBytesView.prefix(room))
-                        if collected.count >= TransportResponse.maxResponseBytes { break }
-                    }
-                    return TransportResponse(
-                        outcome: .status(Int(response.status.code)),
-                        body: String(decoding: collected, as: UTF8.self),
-                        retryAfter: response.headers.first(name: "retry-after"),
-                        duration: clock.now - started
-                    )
-                }
-                group.addTask {
-                    try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
-                    return nil
-                }
-                let first = try await group.next()!
-                group.cancelAll()
-                return first ?? TransportResponse(outcome: .timeout, body: "", duration: clock.now - started)
+        // The whole attempt (head and body) runs in a task that a timer cancels at the deadline. The
+        // timer is an event-loop timer, freed as soon as it is cancelled (a cancelled `Task.sleep`
+        // keeps its allocation until the original deadline: one per attempt adds up).
+        let work = Task { () throws -> TransportResponse in
+            let response = try await client.execute(prepared, timeout: .milliseconds(Int64(timeout * 1000)))
+            var collected: [UInt8] = []
+            for try await chunk in response.body {
+                let room = TransportResponse.maxResponseBytes - collected.count
+                collected.append(contentsOf: chunk.readableBytesView.prefix(room))
+                if collected.count >= TransportResponse.maxResponseBytes { break }
             }
+            return TransportResponse(
+                outcome: .status(Int(response.status.code)),
+                body: String(decoding: collected, as: UTF8.self),
+                retryAfter: response.headers.first(name: "retry-after"),
+                duration: clock.now - started
+            )
+        }
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { work.cancel() }
+        defer { timer.cancel() }
+        do {
+            return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
         } catch {
             return TransportResponse(outcome: Self.classify(error), duration: clock.now - started)
         }

@@ -1,5 +1,7 @@
 import HeraldCore
 import NIOConcurrencyHelpers
+import NIOCore
+import PostgresNIO
 
 /// Runs `body` and returns its result, or throws an `.unavailable` `StoreError` once `limit` has
 /// passed, whichever comes first. Unlike a task group, it does not wait for `body` to notice the
@@ -13,9 +15,11 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
             let work = Task {
                 do { outcome.finish(.success(try await body())) } catch { outcome.finish(.failure(error)) }
             }
-            let timer = Task {
-                try? await Task.sleep(for: limit)
-                if !Task.isCancelled, outcome.finish(.failure(StoreError(.unavailable, "the database did not answer within \(limit)"))) {
+            // A timer on an event loop, not a sleeping task: a cancelled NIO timer is freed at once,
+            // while a cancelled `Task.sleep` holds its allocation until the original deadline.
+            let nanoseconds = limit.components.seconds * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
+            let timer = PostgresClient.defaultEventLoopGroup.any().scheduleTask(in: .nanoseconds(nanoseconds)) {
+                if outcome.finish(.failure(StoreError(.unavailable, "the database did not answer within \(limit)"))) {
                     work.cancel()
                 }
             }
@@ -49,7 +53,8 @@ private final class DeadlineOutcome<T: Sendable>: @unchecked Sendable {
         let (continuation, actions) = state.withLockedValue { state -> (CheckedContinuation<T, any Error>?, [@Sendable () -> Void]) in
             guard !state.finished else { return (nil, []) }
             state.finished = true
-            defer { state.continuation = nil; state.onFinish = [] }
+            // Drop every reference to the tasks, so that nothing keeps a finished call's result alive.
+            defer { state.continuation = nil; state.onFinish = []; state.onCancel = nil }
             return (state.continuation, state.onFinish)
         }
         guard let continuation else { return false }
@@ -69,6 +74,7 @@ private final class DeadlineOutcome<T: Sendable>: @unchecked Sendable {
 
     func onCancel(_ action: @escaping @Sendable () -> Void) {
         let runNow = state.withLockedValue { state -> Bool in
+            guard !state.finished else { return false }
             state.onCancel = action
             return state.cancelled
         }

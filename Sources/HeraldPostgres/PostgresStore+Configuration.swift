@@ -27,8 +27,10 @@ extension PostgresStore {
         /// Connections this node opens at most. Each API request or delivery attempt holds one only
         /// for the length of its statements; the notification listener holds one for good.
         public var maximumConnections: Int
-        /// Connections kept open while idle.
-        public var minimumConnections: Int
+        /// Connections kept open while idle; nil: all of `maximumConnections`. The pool arms an idle
+        /// timer each time a connection above the minimum goes idle (each statement), and those
+        /// timers cost memory until they would have fired, so under load a full pool is cheaper.
+        public var minimumConnections: Int?
         /// How long to wait for one connection.
         public var connectTimeout: Duration
         /// How long `connect` waits for the first connection and the migrations.
@@ -40,7 +42,7 @@ extension PostgresStore {
 
         public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
                     database: String? = nil, schema: String? = nil, tls: TLSMode = .prefer, maximumConnections: Int = 20,
-                    minimumConnections: Int = 0, connectTimeout: Duration = .seconds(10), startupTimeout: Duration = .seconds(30),
+                    minimumConnections: Int? = nil, connectTimeout: Duration = .seconds(10), startupTimeout: Duration = .seconds(30),
                     operationTimeout: Duration = .seconds(15)) {
             self.host = host
             self.port = port
@@ -104,7 +106,7 @@ extension PostgresStore {
                     break  // Unknown libpq parameters (application_name, …) are ignored.
                 }
             }
-            minimumConnections = min(minimumConnections, maximumConnections)
+            minimumConnections = minimumConnections.map { min($0, maximumConnections) }
         }
 
         /// Host, port, database and schema: safe to show (never the user's password).
@@ -143,8 +145,13 @@ extension PostgresStore {
             }
             var configuration = PostgresClient.Configuration(host: host, port: port, username: username, password: password,
                                                              database: database, tls: clientTLS)
-            configuration.options.maximumConnections = relaxed ? max(2, maximumConnections / 4) : max(2, maximumConnections)
-            configuration.options.minimumConnections = relaxed ? min(minimumConnections, 2) : minimumConnections
+            let maximum = relaxed ? max(2, maximumConnections / 4) : max(2, maximumConnections)
+            configuration.options.maximumConnections = maximum
+            configuration.options.minimumConnections = min(minimumConnections ?? maximum, maximum)
+            // No keep-alive query: the pool would arm a timer each time a connection goes idle (each
+            // statement). The dispatcher's poll keeps connections in use; a connection that died
+            // while idle fails one operation (an `.unavailable` error) and is replaced.
+            configuration.options.keepAliveBehavior = nil
             configuration.options.connectTimeout = connectTimeout
             var parameters: [(String, String)] = []
             if let schema {

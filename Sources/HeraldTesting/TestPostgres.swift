@@ -27,6 +27,7 @@ public enum TestPostgres {
     public static func freshSchemaURL() -> String? {
         guard let url else { return nil }
         let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
-        return url + (url.contains("?") ? "&" : "?") + "schema=\(schema)"
+        // Small pools: many tests hold stores at once on one server.
+        return url + (url.contains("?") ? "&" : "?") + "schema=\(schema)&pool_max=8&pool_min=0"
     }
 }
