@@ -4,7 +4,7 @@ import PostgresNIO
 
 extension PostgresStore {
     /// Where the database is and how the pool behaves. Built from a URL:
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require&pool_max=N&pool_min=N&schema=NAME&connect_timeout=S&operation_timeout=S]`.
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require&pool_max=N&schema=NAME&connect_timeout=S&operation_timeout=S]`.
     public struct Configuration: Sendable {
         /// How the connection is encrypted (libpq's `sslmode` names).
         public enum TLSMode: String, Sendable, CaseIterable {
@@ -27,10 +27,11 @@ extension PostgresStore {
         /// Connections this node opens at most. Each API request or delivery attempt holds one only
         /// for the length of its statements; the notification listener holds one for good.
         public var maximumConnections: Int
-        /// Connections kept open while idle; nil: all of `maximumConnections`. The pool arms an idle
-        /// timer each time a connection above the minimum goes idle (each statement), and those
-        /// timers cost memory until they would have fired, so under load a full pool is cheaper.
-        public var minimumConnections: Int?
+        /// How long an idle connection stays open. Short on purpose: the pool arms this timer each
+        /// time a connection goes idle (after every statement), and a disarmed timer holds a little
+        /// memory until it would have fired. (No minimum of open connections: PostgresNIO 1.33's pool
+        /// traps when connections die below a minimum, as in a PostgreSQL restart.)
+        public var idleTimeout: Duration
         /// How long to wait for one connection.
         public var connectTimeout: Duration
         /// How long `connect` waits for the first connection and the migrations.
@@ -42,7 +43,7 @@ extension PostgresStore {
 
         public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
                     database: String? = nil, schema: String? = nil, tls: TLSMode = .prefer, maximumConnections: Int = 20,
-                    minimumConnections: Int? = nil, connectTimeout: Duration = .seconds(10), startupTimeout: Duration = .seconds(30),
+                    idleTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(10), startupTimeout: Duration = .seconds(30),
                     operationTimeout: Duration = .seconds(15)) {
             self.host = host
             self.port = port
@@ -52,7 +53,7 @@ extension PostgresStore {
             self.schema = schema
             self.tls = tls
             self.maximumConnections = maximumConnections
-            self.minimumConnections = minimumConnections
+            self.idleTimeout = idleTimeout
             self.connectTimeout = connectTimeout
             self.startupTimeout = startupTimeout
             self.operationTimeout = operationTimeout
@@ -82,11 +83,11 @@ extension PostgresStore {
                     case "require", "verify-ca", "verify-full": tls = .require
                     default: throw StoreError(.unavailable, "sslmode must be disable, prefer or require, got '\(value.prefix(20))'")
                     }
-                case "pool_max", "pool_min":
-                    guard let count = Int(value), count >= (item.name == "pool_max" ? 2 : 0), count <= 1000 else {
-                        throw StoreError(.unavailable, "\(item.name) must be a whole number (pool_max at least 2), got '\(value.prefix(20))'")
+                case "pool_max":
+                    guard let count = Int(value), count >= 2, count <= 1000 else {
+                        throw StoreError(.unavailable, "pool_max must be a whole number from 2 to 1000, got '\(value.prefix(20))'")
                     }
-                    if item.name == "pool_max" { maximumConnections = count } else { minimumConnections = count }
+                    maximumConnections = count
                 case "schema", "search_path":
                     guard Self.isPlainIdentifier(value) else {
                         throw StoreError(.unavailable, "schema must be letters, digits and underscores, got '\(value.prefix(60))'")
@@ -106,7 +107,6 @@ extension PostgresStore {
                     break  // Unknown libpq parameters (application_name, …) are ignored.
                 }
             }
-            minimumConnections = minimumConnections.map { min($0, maximumConnections) }
         }
 
         /// Host, port, database and schema: safe to show (never the user's password).
@@ -147,7 +147,8 @@ extension PostgresStore {
                                                              database: database, tls: clientTLS)
             let maximum = relaxed ? max(2, maximumConnections / 4) : max(2, maximumConnections)
             configuration.options.maximumConnections = maximum
-            configuration.options.minimumConnections = min(minimumConnections ?? maximum, maximum)
+            configuration.options.minimumConnections = 0
+            configuration.options.connectionIdleTimeout = idleTimeout
             // No keep-alive query: the pool would arm a timer each time a connection goes idle (each
             // statement). The dispatcher's poll keeps connections in use; a connection that died
             // while idle fails one operation (an `.unavailable` error) and is replaced.

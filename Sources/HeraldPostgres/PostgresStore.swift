@@ -53,10 +53,10 @@ public final class PostgresStore: HeraldStore {
     public static func connect(configuration: Configuration, sealer: (any SecretSealer)? = nil,
                                logger: Logger) async throws -> PostgresStore {
         try await probe(configuration, logger: logger)
-        // The pool retries failed connections by itself and says so at info level on every
-        // retry; Herald reports outages through its own failing operations instead.
+        // The pool retries failed connections by itself and says so on every retry; Herald reports
+        // outages through its own failing operations instead.
         var poolLogger = logger
-        poolLogger.logLevel = max(logger.logLevel, .warning)
+        poolLogger.logLevel = max(logger.logLevel, .error)
         let client = PostgresClient(configuration: configuration.clientConfiguration(), backgroundLogger: poolLogger)
         let relaxedClient = PostgresClient(configuration: configuration.clientConfiguration(relaxed: true), backgroundLogger: poolLogger)
         let poolTask = Task {

@@ -28,6 +28,6 @@ public enum TestPostgres {
         guard let url else { return nil }
         let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
         // Small pools: many tests hold stores at once on one server.
-        return url + (url.contains("?") ? "&" : "?") + "schema=\(schema)&pool_max=8&pool_min=0"
+        return url + (url.contains("?") ? "&" : "?") + "schema=\(schema)&pool_max=8"
     }
 }

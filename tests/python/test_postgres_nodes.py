@@ -720,8 +720,11 @@ def test_requests_in_flight_during_a_postgres_restart_are_answered():
             cluster.restart(mode="fast")
             restarted = time.monotonic()
             # Keep publishing until one sent after the restart is accepted, then stop.
-            wait_until(lambda: any(sent[k] > restarted and a[1] == 202 for k, a in list(answers.items())),
-                       "a publish accepted after the restart", timeout=ANSWER_DEADLINE, interval=0.02)
+            def accepted_since_restart():
+                with lock:
+                    return any(sent[k] > restarted and a[1] == 202 for k, a in answers.items())
+
+            wait_until(accepted_since_restart, "a publish accepted after the restart", timeout=ANSWER_DEADLINE, interval=0.02)
             stop.set()
 
             def unanswered():
