@@ -28,7 +28,9 @@ public actor HTTPClientTransport: WebhookTransport {
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
         configuration.dnsOverride = [host: address.description]
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
+        // Up to the dispatcher's whole concurrency: several endpoints often share a host (and the
+        // per-endpoint cap still bounds each one); fewer connections queue attempts behind each other.
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         clients[key] = client
         order.append(key)
