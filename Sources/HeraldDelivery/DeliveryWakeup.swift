@@ -43,8 +43,7 @@ public final class DeliveryWakeup: Sendable {
             state.generation &+= 1
             return state.generation
         }
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(timeout)) { [self] in
             self.expire(generation)
         }
         await waitForSignal(generation)

@@ -121,8 +121,8 @@ public final class Dispatcher: Service, Sendable {
                     }
                     metrics.inFlight(inFlight)
                     guard started else { waiting.append(delivery); continue }
-                    let loaded = DeliveryTargets(endpoints: targets.endpoints.filter { $0.key == delivery.endpointID },
-                                                 messages: targets.messages.filter { $0.key == delivery.messageID })
+                    let loaded = DeliveryTargets(endpoints: targets.endpoints[delivery.endpointID].map { [delivery.endpointID: $0] } ?? [:],
+                                                 messages: targets.messages[delivery.messageID].map { [delivery.messageID: $0] } ?? [:])
                     group.addTask {
                         do {
                             try await self.processor.process(delivery, targets: loaded)

@@ -17,8 +17,7 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
             }
             // A timer on an event loop, not a sleeping task: a cancelled NIO timer is freed at once,
             // while a cancelled `Task.sleep` holds its allocation until the original deadline.
-            let nanoseconds = limit.components.seconds * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
-            let timer = PostgresClient.defaultEventLoopGroup.any().scheduleTask(in: .nanoseconds(nanoseconds)) {
+            let timer = PostgresClient.defaultEventLoopGroup.any().scheduleTask(in: TimeAmount(limit)) {
                 if outcome.finish(.failure(StoreError(.unavailable, "the database did not answer within \(limit)"))) {
                     work.cancel()
                 }
@@ -38,7 +37,7 @@ private final class DeadlineOutcome<T: Sendable>: @unchecked Sendable {
         var continuation: CheckedContinuation<T, any Error>?
         var finished = false
         var cancelled = false
-        var onFinish: [@Sendable () -> Void] = []
+        var onFinish: (@Sendable () -> Void)?
         var onCancel: (@Sendable () -> Void)?
     }
     private let state = NIOLockedValueBox(State())
@@ -50,23 +49,23 @@ private final class DeadlineOutcome<T: Sendable>: @unchecked Sendable {
     /// Resumes the caller with `result` unless it was resumed already; returns whether it did.
     @discardableResult
     func finish(_ result: Result<T, any Error>) -> Bool {
-        let (continuation, actions) = state.withLockedValue { state -> (CheckedContinuation<T, any Error>?, [@Sendable () -> Void]) in
-            guard !state.finished else { return (nil, []) }
+        let (continuation, action) = state.withLockedValue { state -> (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?) in
+            guard !state.finished else { return (nil, nil) }
             state.finished = true
             // Drop every reference to the tasks, so that nothing keeps a finished call's result alive.
-            defer { state.continuation = nil; state.onFinish = []; state.onCancel = nil }
+            defer { state.continuation = nil; state.onFinish = nil; state.onCancel = nil }
             return (state.continuation, state.onFinish)
         }
         guard let continuation else { return false }
         continuation.resume(with: result)
-        for action in actions { action() }
+        action?()
         return true
     }
 
     func onFinish(_ action: @escaping @Sendable () -> Void) {
         let runNow = state.withLockedValue { state -> Bool in
             if state.finished { return true }
-            state.onFinish.append(action)
+            state.onFinish = action
             return false
         }
         if runNow { action() }

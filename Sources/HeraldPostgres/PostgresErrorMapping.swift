@@ -21,7 +21,7 @@ enum PostgresErrorMapping {
                 default: return .conflict("the resource conflicts with an existing one")
                 }
             case "23503":  // foreign_key_violation: what it refers to was deleted meanwhile
-                return .notFound(constraint.hasPrefix("endpoints_app") || constraint.hasSuffix("app_id_fkey") ? "application" : "resource")
+                return .notFound(constraint.hasSuffix("app_id_fkey") ? "application" : "resource")
             case "40001", "40P01":
                 return StoreError(.unavailable, "the database aborted a conflicting transaction (SQLSTATE \(state)); retry")
             case "53300", "57P01", "57P02", "57P03":
@@ -30,10 +30,7 @@ enum PostgresErrorMapping {
                 return StoreError(.unavailable, "database error (SQLSTATE \(state))")
             }
         }
-        if let error = error as? PostgresDecodingError {
-            _ = error
-            return StoreError(.corrupt, "stored data could not be read back")
-        }
+        if error is PostgresDecodingError { return StoreError(.corrupt, "stored data could not be read back") }
         if error is CancellationError { return StoreError(.unavailable, "the database operation was cancelled") }
         return StoreError(.unavailable, "the database is unreachable (\(reason(error)))")
     }
@@ -41,6 +38,9 @@ enum PostgresErrorMapping {
     /// A short reason, safe to show: PSQLError's code, or the error type.
     static func reason(_ error: any Error) -> String {
         if let error = error as? StoreError { return error.message }
+        if let error = error as? PostgresTransactionError {
+            return reason(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? StoreError(.unavailable, "transaction failed"))
+        }
         if let error = error as? PSQLError {
             if error.code == .server, let state = error.serverInfo?[.sqlState] {
                 // The server's message text may quote values; the SQLSTATE says enough.

@@ -130,7 +130,7 @@ extension PostgresStore {
             }
             var configuration = PostgresConnection.Configuration(host: host, port: port, username: username, password: password,
                                                                  database: database, tls: connectionTLS)
-            configuration.options.connectTimeout = .nanoseconds(connectTimeout.components.seconds * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000)
+            configuration.options.connectTimeout = TimeAmount(connectTimeout)
             return configuration
         }
 

@@ -73,7 +73,8 @@ public final class PostgresStore: HeraldStore {
             }
         } catch {
             await store.close()
-            if let error = error as? StoreError, error.code == .corrupt { throw error }
+            // A newer schema is reported as it is; anything else as the server being unusable.
+            if case let mapped = PostgresErrorMapping.storeError(error), mapped.code == .corrupt { throw mapped }
             throw StoreError(.unavailable, "cannot use PostgreSQL at \(configuration.safeDescription): \(PostgresErrorMapping.reason(error))")
         }
         return store
@@ -152,8 +153,6 @@ public final class PostgresStore: HeraldStore {
                     try await body(connection)
                 }
             }
-        } catch let error as PostgresTransactionError {
-            throw PostgresErrorMapping.storeError(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error)
         } catch {
             throw PostgresErrorMapping.storeError(error)
         }

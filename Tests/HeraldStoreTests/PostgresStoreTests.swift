@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import HeraldCore
-import HeraldPostgres
+@testable import HeraldPostgres
 import HeraldTesting
 import Logging
 import Testing
@@ -80,6 +80,21 @@ struct PostgresStoreTests {
         await again.close()
         try await stores[0].dropSchema()
         for store in stores { await store.close() }
+    }
+
+    @Test func aSchemaMigratedByANewerHeraldIsRefusedAndKept() async throws {
+        try await withPostgresStore { store in
+            let app = Application(name: "Kept")
+            try await store.createApplication(app)
+            try await store.rows("INSERT INTO herald_migrations (name, applied_at) VALUES ('v99-from-the-future', 0)")
+            let error = await #expect(throws: StoreError.self) {
+                _ = try await PostgresStore.connect(configuration: store.configuration, logger: Logger(label: "t"))
+            }
+            #expect(error?.code == .corrupt)
+            #expect(error?.message.contains("v99-from-the-future") == true, "\(String(describing: error))")
+            // Nothing stored was touched.
+            #expect(try await store.application(ref: app.id.rawValue)?.name == "Kept")
+        }
     }
 
     @Test func claimsFromTwoNodesNeverOverlap() async throws {
@@ -197,6 +212,9 @@ struct PostgresStoreTests {
         #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: "postgres://h/db?sslmode=sometimes") }
         #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: "postgres://h/db?schema=bad;drop") }
         #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: "postgres://h/db?pool_max=1") }
+        #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: "postgres://h/db?operation_timeout=0") }
+        #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: "postgres://h/db?connect_timeout=soon") }
+        #expect(try PostgresStore.Configuration(url: "postgres://h/db?operation_timeout=5").operationTimeout == .seconds(5))
         let parsed = try PostgresStore.Configuration(url: "postgresql://u:p%40ss@db.internal:6543/herald?sslmode=require&pool_max=40&schema=h1")
         #expect(parsed.host == "db.internal")
         #expect(parsed.port == 6543)

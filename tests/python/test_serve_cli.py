@@ -40,6 +40,10 @@ def stop(proc):
     (["--role", "boss"], "--role"),
     (["--retry-schedule", "5,abc"], "--retry-schedule"),
     (["--request-timeout", "-1"], "--request-timeout"),
+    (["--lease", "soon"], "--lease"),
+    (["--request-timeout", "30", "--lease", "50"], "twice the request timeout"),
+    (["--database", "postgres:///no-host"], "no host"),
+    (["--database", "postgres://db.internal/h?sslmode=sometimes"], "sslmode"),
     (["--allow-network", "10.0.0.0/99"], "--allow-network"),
     (["--token", "short"], "--token"),
 ])
