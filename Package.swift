@@ -89,6 +89,7 @@ var targets: [Target] = [
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings
     ),
@@ -117,6 +118,7 @@ var targets: [Target] = [
             "WebhookSignatureHummingbird",
             "HeraldApp",
             "HeraldCore",
+            "HeraldDelivery",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

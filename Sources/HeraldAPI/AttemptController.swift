@@ -75,7 +75,7 @@ struct AttemptController {
         try query.finish()
         let result = try await store.listDeliveredMessages(app: app.id, endpoint: endpoint.id, status: filter.status, filter: filter.message, page)
         return APIResponse.json(.ok, try ListOut.encode(result) {
-            try APIJSON.encode(MessageOut(message: $0.message, delivery: $0.delivery), rawMembers: MessageOut.rawMembers($0.message, withContent: withContent))
+            MessageOut(message: $0.message, delivery: $0.delivery).json(withContent: withContent)
         })
     }
 }

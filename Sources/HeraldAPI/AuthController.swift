@@ -39,7 +39,7 @@ struct AuthController {
     @Sendable func logout(_ request: Request, context: APIRequestContext) async throws -> Response {
         if let principal = context.principal {
             try await store.deleteToken(id: principal.tokenID)
-            await tokens.forget(id: principal.tokenID)
+            tokens.forget(id: principal.tokenID)
         }
         return APIResponse.empty()
     }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HeraldCore
 import Hummingbird
+import NIOConcurrencyHelpers
 
 /// API tokens: random text handed out once; only its SHA-256 is stored.
 public enum APITokenText {
@@ -32,11 +33,11 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard !token.isEmpty else { throw APIError.unauthorized }
         let hash = APITokenText.hash(token)
         let stored: APIToken
-        if let cached = await cache.token(hash: hash) {
+        if let cached = cache.token(hash: hash) {
             stored = cached
         } else {
             guard let found = try await store.token(hash: hash) else { throw APIError.unauthorized }
-            await cache.remember(found)
+            cache.remember(found)
             stored = found
         }
         if let expiresAt = stored.expiresAt, expiresAt <= Date() { throw APIError.unauthorized }
@@ -65,24 +66,32 @@ func resolveApplication(_ ref: String, store: any HeraldStore, context: APIReque
 
 /// Remembers valid tokens for a few seconds so every request need not read the store. Logout on
 /// this node forgets at once; a token deleted through another node stops working within `ttl`.
-actor TokenCache {
-    private var entries: [[UInt8]: (token: APIToken, until: ContinuousClock.Instant)] = [:]
+final class TokenCache: Sendable {
+    private struct Entry { let token: APIToken; let until: ContinuousClock.Instant }
+    // A lock, not an actor: every request asks, and an actor hop costs a thread switch.
+    private let entries = NIOLockedValueBox<[[UInt8]: Entry]>([:])
     private let ttl: Duration
 
     init(ttl: Duration = .seconds(5)) { self.ttl = ttl }
 
     func token(hash: [UInt8]) -> APIToken? {
-        guard let entry = entries[hash] else { return nil }
-        guard entry.until > .now else { entries[hash] = nil; return nil }
-        return entry.token
+        let now = ContinuousClock.now
+        return entries.withLockedValue { entries in
+            guard let entry = entries[hash] else { return nil }
+            guard entry.until > now else { entries[hash] = nil; return nil }
+            return entry.token
+        }
     }
 
     func remember(_ token: APIToken) {
-        if entries.count > 10_000 { entries.removeAll() }
-        entries[token.hash] = (token, .now + ttl)
+        let until = ContinuousClock.now + ttl
+        entries.withLockedValue { entries in
+            if entries.count > 10_000 { entries.removeAll() }
+            entries[token.hash] = Entry(token: token, until: until)
+        }
     }
 
     func forget(id: TokenID) {
-        entries = entries.filter { $0.value.token.id != id }
+        entries.withLockedValue { entries in entries = entries.filter { $0.value.token.id != id } }
     }
 }

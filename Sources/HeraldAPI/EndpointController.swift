@@ -306,7 +306,7 @@ struct EndpointController {
         let message = Message(appID: app.id, eventType: eventType, payload: payload)
         let result = try await store.publish(PublishRequest(message: message, onlyEndpoint: endpoint.id))
         onNewWork()
-        return try APIResponse.json(.ok, MessageOut(message: result.message), rawMembers: MessageOut.rawMembers(result.message, withContent: true))
+        return APIResponse.json(.ok, MessageOut(message: result.message).json(withContent: true))
     }
 
     /// The first example of the event type's newest schema, or a small placeholder object.

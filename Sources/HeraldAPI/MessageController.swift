@@ -9,6 +9,8 @@ struct MessageController {
     let store: any HeraldStore
     let maxPayloadBytes: Int
     let onNewWork: @Sendable () -> Void
+    /// Made once (after `MetricsSystem.bootstrap`), not looked up by name on every publish.
+    let published = Counter(label: "herald_messages_published_total")
 
     func register(on group: RouterGroup<APIRequestContext>) {
         group.post("app/:app_id/msg", use: create)
@@ -22,7 +24,7 @@ struct MessageController {
     }
 
     static func response(_ message: Message, status: HTTPResponse.Status = .ok, withContent: Bool) throws -> Response {
-        try APIResponse.json(status, MessageOut(message: message), rawMembers: MessageOut.rawMembers(message, withContent: withContent))
+        APIResponse.json(status, MessageOut(message: message).json(withContent: withContent))
     }
 
     func findMessage(_ context: APIRequestContext) async throws -> (Application, Message) {
@@ -77,7 +79,7 @@ struct MessageController {
                               createdAt: now, payloadExpiresAt: now.addingTimeInterval(TimeInterval(retentionDays) * 86400))
         // The answer is known before the write, so the idempotency record commits with the message.
         var record: IdempotencyRecord?
-        let bytes = try APIJSON.encode(MessageOut(message: message), rawMembers: MessageOut.rawMembers(message, withContent: withContent))
+        let bytes = MessageOut(message: message).json(withContent: withContent)
         if let key = context.idempotencyKey {
             record = IdempotencyRecord(key: key, statusCode: 202, body: bytes, createdAt: now, expiresAt: now.addingTimeInterval(IdempotencyMiddleware.lifetime))
         }
@@ -92,7 +94,7 @@ struct MessageController {
             if let eventID { throw APIError.conflict("A message with eventId '\(eventID)' already exists") }
             throw error
         }
-        Counter(label: "herald_messages_published_total").increment()
+        published.increment()
         if !result.deliveries.isEmpty { onNewWork() }
         context.logger.debug("message published", metadata: [
             "herald.message.id": "\(result.message.id)", "herald.app.id": "\(result.message.appID)",
@@ -124,7 +126,7 @@ struct MessageController {
         try query.finish()
         let result = try await store.listMessages(app: app.id, filter: filter, page)
         return APIResponse.json(.ok, try ListOut.encode(result) {
-            try APIJSON.encode(MessageOut(message: $0), rawMembers: MessageOut.rawMembers($0, withContent: withContent))
+            MessageOut(message: $0).json(withContent: withContent)
         })
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import HeraldDelivery
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -57,8 +58,8 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "bench-receiver"),
                               onServerRunning: { channel in portBox.withLockedValue { $0 = channel.localAddress?.port } }, logger: logger)
 
-        var clientConfiguration = HTTPClient.Configuration()
-        clientConfiguration.redirectConfiguration = .disallow
+        // The settings Herald's delivery transport uses, so the raw rate is that client's.
+        var clientConfiguration = HTTPClientTransport.clientConfiguration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(concurrency, 64))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 

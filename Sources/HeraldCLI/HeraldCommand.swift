@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import NIOCore
+import NIOPosix
 
 /// Herald's version, sent as `user-agent: Herald/<version>`.
 public enum HeraldVersion {
@@ -17,6 +19,16 @@ public struct HeraldCommand: AsyncParsableCommand {
     )
 
     public init() {}
+
+    /// Runs Swift concurrency's tasks on NIO's event-loop threads instead of a second pool of
+    /// threads, so a request handler, a database call's continuation and the HTTP client's I/O do
+    /// not hop between two sets of threads. Call it first thing in `main`, once, on the main thread.
+    /// `HERALD_EVENT_LOOP_EXECUTOR=0` keeps Swift's own global executor, and so does `herald bench`:
+    /// its raw-client rate, the yardstick Herald is compared with, measured higher on Swift's pool.
+    public static func installEventLoopExecutor(arguments: [String] = CommandLine.arguments) {
+        if ProcessInfo.processInfo.environment["HERALD_EVENT_LOOP_EXECUTOR"] == "0" || arguments.dropFirst().first == "bench" { return }
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
 
     /// Runs the command line, printing any error as one line on stderr with a non-zero exit.
     public static func runFromCommandLine() async -> Never {

@@ -119,7 +119,6 @@ public final class Dispatcher: Service, Sendable {
                         state.perEndpoint[delivery.endpointID, default: 0] += 1
                         return true
                     }
-                    metrics.inFlight(inFlight)
                     guard started else { waiting.append(delivery); continue }
                     let loaded = DeliveryTargets(endpoints: targets.endpoints[delivery.endpointID].map { [delivery.endpointID: $0] } ?? [:],
                                                  messages: targets.messages[delivery.messageID].map { [delivery.messageID: $0] } ?? [:])
@@ -141,6 +140,7 @@ public final class Dispatcher: Service, Sendable {
                         self.wakeup.signal()
                     }
                 }
+                metrics.inFlight(inFlight)
                 held = waiting
                 // Keep only what the held deliveries still need.
                 let heldEndpoints = Set(held.map(\.endpointID))

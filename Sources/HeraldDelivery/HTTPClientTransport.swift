@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -9,11 +10,15 @@ import NIOPosix
 /// keeps the Host header and TLS server name), so a second lookup cannot change the destination.
 /// Redirects are never followed; at most 20,000 bytes of the response are read; the timeout is a
 /// total deadline for the whole exchange.
-public actor HTTPClientTransport: WebhookTransport {
+public final class HTTPClientTransport: WebhookTransport {
+    private struct Clients {
+        var byKey: [String: HTTPClient] = [:]  // "host|address" → a client pinned to that address
+        var order: [String] = []
+        var retiring: [HTTPClient] = []
+    }
     private let policy: OutboundNetworkPolicy
-    private var clients: [String: HTTPClient] = [:]  // "host|address" → a client pinned to that address
-    private var order: [String] = []
-    private var retiring: [HTTPClient] = []
+    // A lock, not an actor: every attempt looks its client up, and an actor hop costs a thread switch.
+    private let clients = NIOLockedValueBox(Clients())
     private let maxClients: Int
 
     public init(policy: OutboundNetworkPolicy, maxClients: Int = 128) {
@@ -21,38 +26,49 @@ public actor HTTPClientTransport: WebhookTransport {
         self.maxClients = maxClients
     }
 
-    private func client(host: String, address: IPAddress) -> HTTPClient {
-        let key = "\(host)|\(address)"
-        if let existing = clients[key] { return existing }
+    /// The client settings deliveries use (the delivery benchmark's raw client uses them too):
+    /// no redirects, no decompression, no tracing spans, up to 64 connections per host.
+    public static func clientConfiguration() -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
-        configuration.dnsOverride = [host: address.description]
+        configuration.tracing.tracer = nil  // Herald does not trace; a span per attempt costs CPU
         // Up to the dispatcher's whole concurrency: several endpoints often share a host (and the
         // per-endpoint cap still bounds each one); fewer connections queue attempts behind each other.
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        clients[key] = client
-        order.append(key)
-        if order.count > maxClients {
-            let evicted = order.removeFirst()
-            if let old = clients.removeValue(forKey: evicted) {
-                retiring.append(old)  // shut down in `shutdown()`; in-flight requests may still use it
+        return configuration
+    }
+
+    private func client(host: String, address: IPAddress) -> HTTPClient {
+        let key = "\(host)|\(address)"
+        return clients.withLockedValue { clients in
+            if let existing = clients.byKey[key] { return existing }
+            var configuration = Self.clientConfiguration()
+            configuration.dnsOverride = [host: address.description]
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            clients.byKey[key] = client
+            clients.order.append(key)
+            if clients.order.count > maxClients {
+                let evicted = clients.order.removeFirst()
+                if let old = clients.byKey.removeValue(forKey: evicted) {
+                    clients.retiring.append(old)  // shut down in `shutdown()`; in-flight requests may still use it
+                }
             }
+            return client
         }
-        return client
     }
 
     /// Shuts every client down. Must be called before the transport is released.
     public func shutdown() async {
-        let all = Array(clients.values) + retiring
-        clients = [:]
-        order = []
-        retiring = []
+        let all = clients.withLockedValue { clients in
+            let all = Array(clients.byKey.values) + clients.retiring
+            clients = Clients()
+            return all
+        }
         for client in all { try? await client.shutdown() }
     }
 
-    public nonisolated func send(_ request: OutboundRequest) async -> TransportResponse {
+    public func send(_ request: OutboundRequest) async -> TransportResponse {
         let clock = ContinuousClock()
         let started = clock.now
         guard let url = URL(string: request.url), let host = url.host, let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
@@ -64,7 +80,7 @@ public actor HTTPClientTransport: WebhookTransport {
         } catch {
             return TransportResponse(outcome: .failed("\(error)"), duration: clock.now - started)
         }
-        let client = await self.client(host: host, address: address)
+        let client = self.client(host: host, address: address)
 
         var outgoing = HTTPClientRequest(url: request.url)
         outgoing.method = .POST

@@ -23,7 +23,7 @@ extension SQLiteStore {
     }
 
     public func application(ref: String) async throws -> Application? {
-        try await read { db in
+        try lookup { db in
             try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM applications WHERE id = ?"), arguments: [ref]).map(SQLiteCoding.application)
                 ?? Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM applications WHERE uid = ?"), arguments: [ref]).map(SQLiteCoding.application)
         }

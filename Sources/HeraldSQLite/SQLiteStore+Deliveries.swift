@@ -222,7 +222,7 @@ extension SQLiteStore {
         let codec = secrets
         let endpointIDs = Array(Set(claimed.map(\.endpointID.rawValue)))
         let messageIDs = Array(Set(claimed.map(\.messageID.rawValue)))
-        return try await read { db in
+        return try lookup { db in
             var targets = DeliveryTargets()
             for chunk in stride(from: 0, to: endpointIDs.count, by: 500).map({ Array(endpointIDs[$0..<min($0 + 500, endpointIDs.count)]) }) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")

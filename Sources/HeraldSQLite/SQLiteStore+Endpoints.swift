@@ -25,7 +25,7 @@ extension SQLiteStore {
 
     public func endpoint(app: ApplicationID, ref: String) async throws -> Endpoint? {
         let codec = secrets
-        return try await read { db in
+        return try lookup { db in
             let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM endpoints WHERE id = ? AND app_id = ?"), arguments: [ref, app.rawValue])
                 ?? Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM endpoints WHERE app_id = ? AND uid = ?"), arguments: [app.rawValue, ref])
             return try row.map { try SQLiteCoding.endpoint($0, secrets: codec) }

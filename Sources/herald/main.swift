@@ -1,3 +1,4 @@
 import HeraldCLI
 
+HeraldCommand.installEventLoopExecutor()
 await HeraldCommand.runFromCommandLine()
