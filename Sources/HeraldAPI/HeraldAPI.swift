@@ -17,11 +17,16 @@ public struct HeraldAPI: Sendable {
         public var publicURL: String?
         /// Called after a publish, resend or recover commits: wakes the dispatcher.
         public var onNewWork: @Sendable () -> Void
+        /// This process's dispatcher, when it has one: a publish stores its deliveries claimed for
+        /// it and hands them over after commit, so they need no claim and no wake-up.
+        public var deliveryHandOver: (any DeliveryHandOver)?
 
-        public init(maxPayloadBytes: Int = 1 << 20, publicURL: String? = nil, onNewWork: @escaping @Sendable () -> Void = {}) {
+        public init(maxPayloadBytes: Int = 1 << 20, publicURL: String? = nil, onNewWork: @escaping @Sendable () -> Void = {},
+                    deliveryHandOver: (any DeliveryHandOver)? = nil) {
             self.maxPayloadBytes = maxPayloadBytes
             self.publicURL = publicURL
             self.onNewWork = onNewWork
+            self.deliveryHandOver = deliveryHandOver
         }
     }
 
@@ -47,7 +52,8 @@ public struct HeraldAPI: Sendable {
         ApplicationController(store: store).register(on: authenticated)
         EndpointController(store: store, onNewWork: configuration.onNewWork).register(on: authenticated)
         EventTypeController(store: store).register(on: authenticated)
-        MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: configuration.onNewWork).register(on: authenticated)
+        MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: configuration.onNewWork,
+                          handOver: configuration.deliveryHandOver).register(on: authenticated)
         AttemptController(store: store).register(on: authenticated)
         AuthController(store: store, publicURL: configuration.publicURL, tokens: tokens).register(on: authenticated)
     }

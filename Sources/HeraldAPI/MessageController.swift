@@ -9,6 +9,7 @@ struct MessageController {
     let store: any HeraldStore
     let maxPayloadBytes: Int
     let onNewWork: @Sendable () -> Void
+    let handOver: (any DeliveryHandOver)?
     /// Made once (after `MetricsSystem.bootstrap`), not looked up by name on every publish.
     let published = Counter(label: "herald_messages_published_total")
 
@@ -84,8 +85,10 @@ struct MessageController {
             record = IdempotencyRecord(key: key, statusCode: 202, body: bytes, createdAt: now, expiresAt: now.addingTimeInterval(IdempotencyMiddleware.lifetime))
         }
         let result: PublishResult
+        let lease = handOver?.leaseForNewDeliveries()
         do {
-            result = try await store.publish(PublishRequest(message: message, applicationToCreate: applicationToCreate, idempotency: record))
+            result = try await store.publish(PublishRequest(message: message, applicationToCreate: applicationToCreate, idempotency: record,
+                                                            claimUntil: lease))
         } catch let error as StoreError where error.code == .conflict {
             // Another node stored the same idempotency key first: replay its answer.
             if let key = context.idempotencyKey, let existing = try await store.idempotencyRecord(key: key, now: now) {
@@ -95,7 +98,15 @@ struct MessageController {
             throw error
         }
         published.increment()
-        if !result.deliveries.isEmpty { onNewWork() }
+        if !result.deliveries.isEmpty {
+            if lease == nil {
+                onNewWork()
+            } else if handOver?.take(result.deliveries, of: result.message) != true {
+                // The dispatcher stopped meanwhile: let any worker claim them now, not after the lease.
+                try? await store.releaseClaims(result.deliveries)
+                onNewWork()
+            }
+        }
         context.logger.debug("message published", metadata: [
             "herald.message.id": "\(result.message.id)", "herald.app.id": "\(result.message.appID)",
             "herald.deliveries": "\(result.deliveries.count)",

@@ -81,7 +81,8 @@ public struct HeraldServer: Sendable {
             }
         }
         let wakeup = dispatcher?.wakeup
-        let api = HeraldAPI(store: store, configuration: .init(maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: { wakeup?.signal() }))
+        let api = HeraldAPI(store: store, configuration: .init(maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: { wakeup?.signal() },
+                                                               deliveryHandOver: dispatcher))
         let router = api.buildRouter()
         if let metrics {
             router.get("metrics") { _, _ in

@@ -48,11 +48,17 @@ public struct DeliveryProcessor: Sendable {
     /// whole claimed batch in one read).
     @discardableResult
     public func process(_ claimed: Delivery, targets: DeliveryTargets) async throws -> Delivery? {
+        try await process(claimed, endpoint: targets.endpoints[claimed.endpointID], message: targets.messages[claimed.messageID])
+    }
+
+    /// Processes `claimed` with its endpoint and message (nil when deleted meanwhile).
+    @discardableResult
+    public func process(_ claimed: Delivery, endpoint: Endpoint?, message: Message?) async throws -> Delivery? {
         var logger = self.logger
         logger[metadataKey: "herald.message.id"] = "\(claimed.messageID)"
         logger[metadataKey: "herald.endpoint.id"] = "\(claimed.endpointID)"
         let started = now()
-        guard let endpoint = targets.endpoints[claimed.endpointID], let message = targets.messages[claimed.messageID] else {
+        guard let endpoint, let message else {
             return nil  // deleted meanwhile: its deliveries went with it
         }
 

@@ -44,6 +44,12 @@ public final class Dispatcher: Service, Sendable {
     struct State {
         var inFlight = 0
         var perEndpoint: [EndpointID: Int] = [:]
+        /// Whether the loop runs and takes hand-overs.
+        var accepting = false
+        /// Claimed deliveries waiting for a slot (the loop's own list, counted here for hand-overs).
+        var held = 0
+        /// Handed over by the API, not yet picked up by the loop.
+        var inbox: [(Delivery, Message)] = []
     }
 
     public init(store: any HeraldStore, transport: any WebhookTransport, configuration: Configuration = .init(),
@@ -77,6 +83,7 @@ public final class Dispatcher: Service, Sendable {
 
     private func loop(stopping: NIOLockedValueBox<Bool>) async throws {
         logger.info("dispatcher started", metadata: ["herald.dispatcher.concurrency": "\(configuration.concurrency)"])
+        state.withLockedValue { $0.accepting = true }
         await withDiscardingTaskGroup { group in
             var held: [Delivery] = []  // claimed, waiting for an endpoint slot
             var targets = DeliveryTargets()  // the endpoints and messages of `held`
@@ -87,8 +94,17 @@ public final class Dispatcher: Service, Sendable {
                     lastSample = ContinuousClock.now
                     if let counts = try? await store.deliveryCounts() { metrics.deliveries(counts) }
                 }
-                // Drop held deliveries whose lease would lapse before they could finish.
-                held.removeAll { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
+                // Deliveries the API published claimed for this dispatcher, with their message.
+                for (delivery, message) in state.withLockedValue({ state in defer { state.inbox = [] }; return state.inbox }) {
+                    held.append(delivery)
+                    targets.messages[message.id] = message
+                }
+                // Release held deliveries whose lease would lapse before they could finish.
+                let lapsing = held.filter { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
+                if !lapsing.isEmpty {
+                    held.removeAll { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
+                    try? await store.releaseClaims(lapsing)
+                }
                 let free = configuration.concurrency - inFlight - held.count
                 // Claim in batches: when idle, at once; when busy, once a quarter of the slots are free.
                 if free > 0 && (inFlight == 0 || free >= max(1, configuration.concurrency / 4)) {
@@ -111,20 +127,25 @@ public final class Dispatcher: Service, Sendable {
                         logger.warning("could not load deliveries", metadata: ["herald.error": "\(error)"])
                     }
                 }
-                for delivery in held {
-                    let started = state.withLockedValue { state -> Bool in
-                        guard state.inFlight < configuration.concurrency,
-                              state.perEndpoint[delivery.endpointID, default: 0] < configuration.perEndpointConcurrency else { return false }
+                for (index, delivery) in held.enumerated() {
+                    enum Start { case started, endpointBusy, full }
+                    let start = state.withLockedValue { state -> Start in
+                        guard state.inFlight < configuration.concurrency else { return .full }
+                        guard state.perEndpoint[delivery.endpointID, default: 0] < configuration.perEndpointConcurrency else { return .endpointBusy }
                         state.inFlight += 1
                         state.perEndpoint[delivery.endpointID, default: 0] += 1
-                        return true
+                        return .started
                     }
-                    guard started else { waiting.append(delivery); continue }
-                    let loaded = DeliveryTargets(endpoints: targets.endpoints[delivery.endpointID].map { [delivery.endpointID: $0] } ?? [:],
-                                                 messages: targets.messages[delivery.messageID].map { [delivery.messageID: $0] } ?? [:])
+                    if start == .full {  // no slot for any of the rest either
+                        waiting += held[index...]
+                        break
+                    }
+                    guard start == .started else { waiting.append(delivery); continue }
+                    let endpoint = targets.endpoints[delivery.endpointID]
+                    let message = targets.messages[delivery.messageID]
                     group.addTask {
                         do {
-                            try await self.processor.process(delivery, targets: loaded)
+                            try await self.processor.process(delivery, endpoint: endpoint, message: message)
                         } catch {
                             self.logger.warning("attempt could not be recorded", metadata: [
                                 "herald.message.id": "\(delivery.messageID)", "herald.endpoint.id": "\(delivery.endpointID)",
@@ -142,15 +163,26 @@ public final class Dispatcher: Service, Sendable {
                 }
                 metrics.inFlight(inFlight)
                 held = waiting
-                // Keep only what the held deliveries still need.
-                let heldEndpoints = Set(held.map(\.endpointID))
-                let heldMessages = Set(held.map(\.messageID))
-                targets.endpoints = targets.endpoints.filter { heldEndpoints.contains($0.key) }
-                targets.messages = targets.messages.filter { heldMessages.contains($0.key) }
+                state.withLockedValue { $0.held = waiting.count }
+                // Keep only what the held deliveries still need, so an endpoint's changes (a rotated
+                // secret, a new URL) apply from the next claim on.
+                if held.isEmpty {
+                    targets = DeliveryTargets()
+                } else {
+                    let heldEndpoints = Set(held.map(\.endpointID))
+                    let heldMessages = Set(held.map(\.messageID))
+                    targets.endpoints = targets.endpoints.filter { heldEndpoints.contains($0.key) }
+                    targets.messages = targets.messages.filter { heldMessages.contains($0.key) }
+                }
                 await wakeup.wait(upTo: configuration.pollInterval)
             }
             logger.info("dispatcher stopping", metadata: ["herald.dispatcher.in_flight": "\(inFlight)"])
-            // Claimed but not started: hand them back so they need not wait for the lease.
+            // Claimed but not started (hand-overs included): give them back so they need not wait for the lease.
+            held += state.withLockedValue { state in
+                state.accepting = false
+                defer { state.inbox = [] }
+                return state.inbox.map(\.0)
+            }
             do { try await store.releaseClaims(held) } catch {
                 logger.warning("could not release claims", metadata: ["herald.error": "\(error)"])
             }
@@ -172,4 +204,27 @@ public final class Dispatcher: Service, Sendable {
         logger.info("dispatcher stopped")
     }
 
+}
+
+extension Dispatcher: DeliveryHandOver {
+    /// A lease while the loop runs and has a free slot for more; nil otherwise. Several publishes
+    /// at once may each get one, so the dispatcher may briefly hold more than its concurrency:
+    /// the extra deliveries wait for a slot under their lease.
+    public func leaseForNewDeliveries() -> Date? {
+        let room = state.withLockedValue { state in
+            state.accepting && state.inFlight + state.held + state.inbox.count < configuration.concurrency
+        }
+        return room ? now().addingTimeInterval(configuration.leaseDuration) : nil
+    }
+
+    public func take(_ deliveries: [Delivery], of message: Message) -> Bool {
+        guard !deliveries.isEmpty else { return true }
+        let taken = state.withLockedValue { state -> Bool in
+            guard state.accepting else { return false }
+            state.inbox += deliveries.map { ($0, message) }
+            return true
+        }
+        if taken { wakeup.signal() }
+        return taken
+    }
 }

@@ -12,7 +12,7 @@ import PostgresNIO
 /// Answers whether the application was found, whether the message was stored, and the endpoints
 /// queued.
 struct PublishStatement: PostgresPreparedStatement {
-    static let name = "herald_publish_v1"
+    static let name = "herald_publish_v2"
     static let sql = """
         WITH app AS (
             SELECT id FROM applications WHERE id = $1::text
@@ -31,9 +31,10 @@ struct PublishStatement: PostgresPreparedStatement {
             FROM app WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM record)
             RETURNING id, app_id
         ), queued AS (
-            INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, trigger_type,
-                                    event_type, channels, created_at)
-            SELECT stored.id, e.id, stored.app_id, 1, 0, $12::double precision, 0, $9::text, $11::text[], $12::double precision
+            INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, lease_expires_at,
+                                    trigger_type, event_type, channels, created_at)
+            SELECT stored.id, e.id, stored.app_id, CASE WHEN $15::double precision IS NULL THEN 1 ELSE 3 END, 0,
+                   $12::double precision, $15::double precision, 0, $9::text, $11::text[], $12::double precision
             FROM stored JOIN endpoints e ON e.app_id = stored.app_id
             WHERE CASE WHEN $14::text IS NOT NULL THEN e.id = $14::text
                   ELSE NOT e.disabled
@@ -49,9 +50,10 @@ struct PublishStatement: PostgresPreparedStatement {
     let message: Message
     let record: IdempotencyRecord?
     let onlyEndpoint: EndpointID?
+    let claimUntil: Date?
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 14)
+        var bindings = PostgresBindings(capacity: 15)
         bindings.append(message.appID.rawValue)
         bindings.append(record?.key)
         bindings.append(record?.statusCode)
@@ -66,6 +68,7 @@ struct PublishStatement: PostgresPreparedStatement {
         bindings.append(message.createdAt.pgValue)
         bindings.append(message.payloadExpiresAt.pgValue)
         bindings.append(onlyEndpoint?.rawValue)
+        bindings.append(claimUntil?.pgValue)
         return bindings
     }
 

@@ -20,21 +20,19 @@ extension PostgresStore {
         } else {
             result = try await publishCreatingApplication(request)
         }
-        if !result.deliveries.isEmpty { await announcer.announce() }
+        // Deliveries stored claimed go to this node's dispatcher: no other node needs waking.
+        if !result.deliveries.isEmpty && request.claimUntil == nil { await announcer.announce() }
         return result
     }
 
     /// `PublishStatement`: nil when the application does not exist (then nothing was written).
     private func publishToExistingApplication(_ request: PublishRequest) async throws -> PublishResult? {
         let message = request.message
-        let answer = try await execute(PublishStatement(message: message, record: request.idempotency, onlyEndpoint: request.onlyEndpoint))
+        let answer = try await execute(PublishStatement(message: message, record: request.idempotency, onlyEndpoint: request.onlyEndpoint,
+                                                        claimUntil: request.claimUntil))
         guard let (appFound, messageStored, endpointIDs) = answer.first, appFound > 0 else { return nil }
         guard messageStored > 0 else { throw StoreError.conflict("idempotency key already used") }
-        let deliveries = endpointIDs.map { id in
-            Delivery(messageID: message.id, endpointID: EndpointID(rawValue: id), appID: message.appID,
-                     nextAttemptAt: message.createdAt, eventType: message.eventType, channels: message.channels,
-                     createdAt: message.createdAt)
-        }
+        let deliveries = endpointIDs.map { request.delivery(of: message, to: EndpointID(rawValue: $0)) }
         return PublishResult(message: message, deliveries: deliveries)
     }
 

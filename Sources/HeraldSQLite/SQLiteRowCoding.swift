@@ -11,9 +11,18 @@ extension Date {
 /// Conversions between domain values and column values. Dates are never bound as GRDB `Date`s
 /// (text with millisecond precision) but as `Date.storedValue`.
 enum SQLiteCoding {
-    static func json<T: Encodable>(_ value: T) throws -> String {
+    // Shared (both are safe to use from several threads): making one per column costs more than
+    // the column's usual content, an empty object or list.
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+    private static let decoder = JSONDecoder()
+
+    static func json<T: Encodable>(_ value: T) throws -> String {
+        if let map = value as? [String: String], map.isEmpty { return "{}" }
+        if let list = value as? [String], list.isEmpty { return "[]" }
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
@@ -22,7 +31,9 @@ enum SQLiteCoding {
     }
 
     static func decode<T: Decodable>(_ type: T.Type, json text: String) throws -> T {
-        try JSONDecoder().decode(type, from: Data(text.utf8))
+        if text == "{}", let empty = [String: String]() as? T { return empty }
+        if text == "[]", let empty = [String]() as? T { return empty }
+        return try decoder.decode(type, from: Data(text.utf8))
     }
 
     static func decodeOptional<T: Decodable>(_ type: T.Type, json text: String?) throws -> T? {

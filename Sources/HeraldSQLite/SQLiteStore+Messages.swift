@@ -49,9 +49,7 @@ extension SQLiteStore {
             let matches = request.onlyEndpoint.map { $0 == endpoint.id }
                 ?? EndpointFilter.matches(endpoint, eventType: message.eventType, channels: message.channels)
             guard matches else { continue }
-            let delivery = Delivery(messageID: message.id, endpointID: endpoint.id, appID: message.appID,
-                                    nextAttemptAt: message.createdAt, eventType: message.eventType,
-                                    channels: message.channels, createdAt: message.createdAt)
+            let delivery = request.delivery(of: message, to: endpoint.id)
             try upsert(delivery, in: db)
             deliveries.append(delivery)
         }

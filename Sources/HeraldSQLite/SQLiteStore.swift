@@ -76,9 +76,11 @@ public final class SQLiteStore: HeraldStore {
     /// A read by key that takes microseconds, run on the calling thread: GRDB's synchronous read
     /// (a WAL reader, so it never waits for the writer on a file) instead of a hop to a reader's
     /// dispatch queue and back, which costs two thread switches. Only for point lookups on the hot
-    /// path (the application of a publish, a claimed batch's targets); scans use `read`.
+    /// path (the application of a publish, a claimed batch's targets); scans use `read`. Not
+    /// wrapped in a transaction (`BEGIN`/`COMMIT` cost more than the lookup): each statement sees
+    /// a consistent snapshot on its own, which is all a lookup by key needs.
     func lookup<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try writer.read(body) } catch { throw SQLiteErrorMapping.storeError(error) }
+        do { return try writer.unsafeRead(body) } catch { throw SQLiteErrorMapping.storeError(error) }
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {

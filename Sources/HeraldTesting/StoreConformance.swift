@@ -29,6 +29,7 @@ public struct StoreConformance: Sendable {
         case claimDueDeliveries
         case concurrentClaims
         case releaseClaims
+        case publishClaimed
         case purgeExpired
         case attempts
         case deliveredMessagesAndDestinations
@@ -69,6 +70,7 @@ public struct StoreConformance: Sendable {
         case .claimDueDeliveries: try await testClaimDueDeliveries()
         case .concurrentClaims: try await testConcurrentClaims()
         case .releaseClaims: try await testReleaseClaims()
+        case .publishClaimed: try await testPublishClaimed()
         case .purgeExpired: try await testPurgeExpired()
         case .attempts: try await testAttempts()
         case .deliveredMessagesAndDestinations: try await testDeliveredMessagesAndDestinations()
@@ -654,6 +656,37 @@ public struct StoreConformance: Sendable {
         #expect(try await store.deliveryCounts() == [.pending: 3])
         let all = try await store.claimDueDeliveries(now: at(102), limit: 10, leaseUntil: at(400))
         #expect(all.count == 3)
+    }
+
+    /// A publish with `claimUntil` stores its deliveries claimed under that lease (for the
+    /// publisher's own dispatcher): nobody claims them before the lease lapses, anybody after;
+    /// releasing them makes them due at once.
+    public func testPublishClaimed() async throws {
+        let store = try await makeStore()
+        let app = try await makeApplication(store)
+        let first = try await makeEndpoint(store, app: app.id, second: 1)
+        _ = try await makeEndpoint(store, app: app.id, second: 2, types: ["other.type"])
+        let third = try await makeEndpoint(store, app: app.id, second: 3)
+        let message = Message(id: .generate(at: at(10)), appID: app.id, eventType: "user.created", payload: Array("{}".utf8), createdAt: at(10))
+        let result = try await store.publish(PublishRequest(message: message, claimUntil: at(100)))
+        #expect(result.deliveries.map(\.endpointID) == [first.id, third.id], "the filters still apply")
+        #expect(result.deliveries.allSatisfy { $0.status == .sending && $0.leaseExpiresAt == at(100) })
+        for delivery in result.deliveries {
+            let stored = try #require(try await store.delivery(message: message.id, endpoint: delivery.endpointID))
+            #expect(stored.status == .sending && stored.leaseExpiresAt == at(100) && stored.nextAttemptAt == at(10) && stored.attemptCount == 0)
+        }
+        #expect(try await store.claimDueDeliveries(now: at(50), limit: 10, leaseUntil: at(200)).isEmpty, "claimed: not due for others")
+        // Unclaimed publishes still go to whoever claims.
+        let other = try await publish(store, app: app.id, at: 11)
+        #expect(other.deliveries.allSatisfy { $0.status == .pending && $0.leaseExpiresAt == nil })
+        let due = try await store.claimDueDeliveries(now: at(50), limit: 10, leaseUntil: at(200))
+        #expect(Set(due.map(\.messageID)) == [other.message.id])
+        // Released: due at once. Lapsed: taken over.
+        try await store.releaseClaims([result.deliveries[0]])
+        let released = try await store.claimDueDeliveries(now: at(51), limit: 10, leaseUntil: at(200))
+        #expect(released.map(\.endpointID) == [first.id])
+        let lapsed = try await store.claimDueDeliveries(now: at(101), limit: 10, leaseUntil: at(300))
+        #expect(lapsed.map(\.endpointID) == [third.id])
     }
 
     /// Expired idempotency records go; payloads past their retention are dropped, the rest kept.

@@ -60,14 +60,39 @@ public struct PublishRequest: Sendable {
     public var idempotency: IdempotencyRecord?
     /// When set, the message goes to this endpoint only, whatever the filters (send-example).
     public var onlyEndpoint: EndpointID?
+    /// When set, the deliveries are stored already claimed (`sending`) with a lease until this
+    /// time, for the caller to hand straight to its own dispatcher (`DeliveryHandOver`): nobody
+    /// else claims them unless the lease lapses.
+    public var claimUntil: Date?
 
     public init(message: Message, applicationToCreate: Application? = nil, idempotency: IdempotencyRecord? = nil,
-                onlyEndpoint: EndpointID? = nil) {
+                onlyEndpoint: EndpointID? = nil, claimUntil: Date? = nil) {
         self.message = message
         self.applicationToCreate = applicationToCreate
         self.idempotency = idempotency
         self.onlyEndpoint = onlyEndpoint
+        self.claimUntil = claimUntil
     }
+
+    /// The delivery this publish stores for `endpoint`: due at once, pending or claimed.
+    public func delivery(of message: Message, to endpoint: EndpointID) -> Delivery {
+        Delivery(messageID: message.id, endpointID: endpoint, appID: message.appID,
+                 status: claimUntil == nil ? .pending : .sending, nextAttemptAt: message.createdAt,
+                 leaseExpiresAt: claimUntil, eventType: message.eventType, channels: message.channels,
+                 createdAt: message.createdAt)
+    }
+}
+
+/// Takes freshly published deliveries straight from the API to a dispatcher in the same process,
+/// so they need neither a claim nor a wake-up: the publish stores them claimed
+/// (`PublishRequest.claimUntil`) when the dispatcher has room, and hands them over after commit.
+public protocol DeliveryHandOver: Sendable {
+    /// The lease for a publish to store its deliveries claimed under, or nil (no room, or
+    /// stopping) to store them pending for any dispatcher to claim.
+    func leaseForNewDeliveries() -> Date?
+    /// Takes deliveries stored claimed under a lease from `leaseForNewDeliveries`. False when it
+    /// can no longer take them (stopping): the caller must release the claims.
+    func take(_ deliveries: [Delivery], of message: Message) -> Bool
 }
 
 /// What `publish` did.

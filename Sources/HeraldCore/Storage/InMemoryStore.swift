@@ -136,9 +136,7 @@ public actor InMemoryStore: HeraldStore {
         for endpoint in endpoints.values where endpoint.appID == message.appID
             && (request.onlyEndpoint.map { $0 == endpoint.id }
                 ?? EndpointFilter.matches(endpoint, eventType: message.eventType, channels: message.channels)) {
-            let delivery = Delivery(messageID: message.id, endpointID: endpoint.id, appID: message.appID,
-                                    nextAttemptAt: message.createdAt, eventType: message.eventType,
-                                    channels: message.channels, createdAt: message.createdAt)
+            let delivery = request.delivery(of: message, to: endpoint.id)
             deliveries[Self.deliveryKey(message.id, endpoint.id)] = delivery
             created.append(delivery)
         }
