@@ -143,7 +143,8 @@ var targets: [Target] = [
     .testTarget(
         name: "HeraldStoreTests",
         dependencies: ["HeraldCore", "HeraldSQLite", "HeraldPostgres", "HeraldTesting",
-                       .product(name: "Logging", package: "swift-log")],
+                       .product(name: "Logging", package: "swift-log"),
+                       .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
         swiftSettings: swiftSettings
     ),
     .testTarget(

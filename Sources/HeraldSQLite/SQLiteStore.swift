@@ -17,6 +17,9 @@ public final class SQLiteStore: HeraldStore {
     /// The path that was opened, or `:memory:`.
     public let path: String
     let writer: any DatabaseWriter
+    /// The connection of `lookup`: a read-only one of its own for a file (the writer's queue for
+    /// `:memory:`). Never a pooled reader: see `lookup`.
+    private let lookups: any DatabaseReader
     /// Whether commits wait for fsync (`synchronous=FULL`) on this store.
     let durableCommits: Bool
     let secrets: EndpointSecretsCodec
@@ -44,6 +47,14 @@ public final class SQLiteStore: HeraldStore {
                 writer = try DatabasePool(path: path, configuration: config)
             }
             try SQLiteMigrations.migrator.migrate(writer)
+            if path == ":memory:" {
+                lookups = writer
+            } else {
+                var readOnly = config
+                readOnly.readonly = true
+                readOnly.label = "herald.lookups"
+                lookups = try DatabaseQueue(path: path, configuration: readOnly)
+            }
         } catch {
             throw SQLiteErrorMapping.storeError(error)
         }
@@ -64,7 +75,10 @@ public final class SQLiteStore: HeraldStore {
 
     /// Closes the database connections. The store must not be used afterwards.
     public func close() throws {
-        do { try writer.close() } catch { throw SQLiteErrorMapping.storeError(error) }
+        do {
+            if lookups !== writer { try lookups.close() }
+            try writer.close()
+        } catch { throw SQLiteErrorMapping.storeError(error) }
     }
 
     // MARK: Access
@@ -73,14 +87,18 @@ public final class SQLiteStore: HeraldStore {
         do { return try await writer.read(body) } catch { throw SQLiteErrorMapping.storeError(error) }
     }
 
-    /// A read by key that takes microseconds, run on the calling thread: GRDB's synchronous read
-    /// (a WAL reader, so it never waits for the writer on a file) instead of a hop to a reader's
-    /// dispatch queue and back, which costs two thread switches. Only for point lookups on the hot
-    /// path (the application of a publish, a claimed batch's targets); scans use `read`. Not
-    /// wrapped in a transaction (`BEGIN`/`COMMIT` cost more than the lookup): each statement sees
-    /// a consistent snapshot on its own, which is all a lookup by key needs.
+    /// A read by key that takes microseconds, run on the calling thread instead of a hop to a
+    /// reader's dispatch queue and back (two thread switches). Only for point lookups on the hot
+    /// path (the application of a publish, a claimed batch's targets); scans use `read`.
+    ///
+    /// It has a read-only connection of its own (WAL: it never waits for the writer), used only
+    /// here and only synchronously, so a lookup waits at most for another lookup. It must not take
+    /// a reader from the pool: async reads hold theirs across suspensions, and lookups blocking
+    /// every thread while waiting for one would leave those reads no thread to finish on (a
+    /// deadlock, found by `lookupsAndScansTogether`). Not wrapped in a transaction (`BEGIN` and
+    /// `COMMIT` cost more than the lookup): each statement reads a consistent snapshot.
     func lookup<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try writer.unsafeRead(body) } catch { throw SQLiteErrorMapping.storeError(error) }
+        do { return try lookups.unsafeRead(body) } catch { throw SQLiteErrorMapping.storeError(error) }
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import HeraldCore
 @testable import HeraldSQLite
 import Testing
@@ -11,6 +12,39 @@ struct SQLiteStoreTests {
         let created = Self.origin.addingTimeInterval(second)
         return Message(id: .generate(at: created), appID: app, eventID: eventID, eventType: "user.created",
                        payload: Array(#"{"hello":"world"}"#.utf8), createdAt: created)
+    }
+
+    @Test("lookups on the calling thread never wait for scans that need a thread back (no deadlock)", arguments: [false, true])
+    func lookupsAndScansTogether(inMemory: Bool) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try SQLiteStore(path: inMemory ? ":memory:" : directory.path("herald.sqlite"))
+        let app = Application(uid: "acme", name: "Acme")
+        try await store.createApplication(app)
+        // Many more tasks than threads, half doing point lookups (synchronous, on the calling
+        // thread) and half doing scans (asynchronous, holding a pooled reader across suspensions).
+        // A lookup that waited for a pooled reader would block the threads those scans need to
+        // finish and hand their reader back: everything would hang.
+        // A deadlock blocks every thread of the concurrency pool, so the watchdog is a dispatch timer.
+        let done = NIOLockedValueBox(false)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60) {
+            if !done.withLockedValue({ $0 }) { fatalError("SQLiteStore lookups and scans deadlocked") }
+        }
+        await withTaskGroup(of: Void.self) { workers in
+            for worker in 0..<64 {
+                workers.addTask {
+                    for _ in 0..<100 {
+                        switch worker % 3 {
+                        case 0: _ = try? await store.application(ref: "acme")
+                        case 1: _ = try? await store.listApplications(PageRequest(limit: 10))
+                        default: try? await store.updateApplication(app)
+                        }
+                    }
+                }
+            }
+        }
+        done.withLockedValue { $0 = true }
+        #expect(try await store.application(ref: "acme")?.id == app.id)
     }
 
     @Test("data survives closing and reopening the file; migrations are idempotent")
