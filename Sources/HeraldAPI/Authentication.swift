@@ -29,9 +29,11 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization] else { throw APIError.unauthorized }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw APIError.unauthorized }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        var token = parts[1]  // trimmed by hand: Foundation's trimmingCharacters showed in profiles
+        while let first = token.first, first == " " || first == "\t" { token = token.dropFirst() }
+        while let last = token.last, last == " " || last == "\t" { token = token.dropLast() }
         guard !token.isEmpty else { throw APIError.unauthorized }
-        let hash = APITokenText.hash(token)
+        let hash = APITokenText.hash(String(token))
         let stored: APIToken
         if let cached = cache.token(hash: hash) {
             stored = cached
