@@ -261,20 +261,22 @@ extension SQLiteStore {
 
     /// Stores an attempt and the delivery's new state (inside the caller's transaction).
     static func recordAttempt(_ attempt: Attempt, delivery: Delivery, in db: Database) throws {
-        // The endpoint or message may have been deleted while the attempt was in flight: then
-        // there is nothing left to record it against.
-        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE id = ?"), arguments: [delivery.endpointID.rawValue]) != nil,
-              try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM messages WHERE id = ?"), arguments: [delivery.messageID.rawValue]) != nil
-        else { return }
-        try db.cachedStatement(sql: """
-            INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
-                                  response_duration_ms, status, trigger_type, event_type, channels, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [attempt.id.rawValue, attempt.messageID.rawValue, attempt.endpointID.rawValue,
-                             attempt.appID.rawValue, attempt.url, attempt.responseStatusCode, attempt.response,
-                             attempt.responseDurationMs, attempt.status.rawValue, attempt.triggerType.rawValue,
-                             attempt.eventType, try SQLiteCoding.optionalJSON(attempt.channels),
-                             attempt.createdAt.storedValue])
+        do {
+            try db.cachedStatement(sql: """
+                INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
+                                      response_duration_ms, status, trigger_type, event_type, channels, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [attempt.id.rawValue, attempt.messageID.rawValue, attempt.endpointID.rawValue,
+                                 attempt.appID.rawValue, attempt.url, attempt.responseStatusCode, attempt.response,
+                                 attempt.responseDurationMs, attempt.status.rawValue, attempt.triggerType.rawValue,
+                                 attempt.eventType, try SQLiteCoding.optionalJSON(attempt.channels),
+                                 attempt.createdAt.storedValue])
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
+            // The endpoint or message was deleted while the attempt was in flight: there is nothing
+            // left to record it against. (SQLite checks the references anyway; a failed statement
+            // is undone alone, and the transaction goes on.)
+            return
+        }
         try Self.upsert(delivery, in: db)
     }
 }

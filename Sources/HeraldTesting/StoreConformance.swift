@@ -932,6 +932,12 @@ public struct StoreConformance: Sendable {
         #expect(try await store.adminTokenCount() == 1)
         #expect(try await store.claimDueDeliveries(now: at(10_000), limit: 100, leaseUntil: at(10_100)).isEmpty,
                 "no deliveries of the deleted application are left in the queue")
+        // An attempt that was in flight when its application went: recorded as nothing, without error.
+        var late = gone
+        late.status = .success
+        try await store.recordAttempt(makeAttempt(for: late, code: 200, status: .success, at: 30), delivery: late)
+        #expect(try await store.delivery(message: gone.messageID, endpoint: gone.endpointID) == nil, "not brought back")
+        #expect(try await store.listAttempts(app: doomed.id, filter: AttemptFilter(), PageRequest()).items.isEmpty)
 
         #expect(try await store.application(ref: "kept") == kept)
         let keptEndpoint = try #require(try await store.endpoint(app: kept.id, ref: "ep"))

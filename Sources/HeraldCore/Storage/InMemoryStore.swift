@@ -300,6 +300,8 @@ public actor InMemoryStore: HeraldStore {
     }
 
     public func recordAttempt(_ attempt: Attempt, delivery: Delivery) {
+        // Deleted while the attempt was in flight: nothing is left to record it against.
+        guard endpoints[delivery.endpointID] != nil, messages[delivery.messageID] != nil else { return }
         attempts[attempt.id] = attempt
         deliveries[Self.deliveryKey(delivery.messageID, delivery.endpointID)] = delivery
     }
