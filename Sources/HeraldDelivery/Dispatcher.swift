@@ -88,36 +88,57 @@ public final class Dispatcher: Service, Sendable {
             var held: [Delivery] = []  // claimed, waiting for an endpoint slot
             var targets = DeliveryTargets()  // the endpoints and messages of `held`
             var lastSample = ContinuousClock.now - .seconds(60)
+            var lastSweep = ContinuousClock.now
             while !stopping.withLockedValue({ $0 }) {
                 let current = now()
                 if ContinuousClock.now - lastSample >= .seconds(5) {
                     lastSample = ContinuousClock.now
                     if let counts = try? await store.deliveryCounts() { metrics.deliveries(counts) }
                 }
-                // Deliveries the API published claimed for this dispatcher, with their message.
+                // Once a second (leases last minutes): release held deliveries whose lease would
+                // lapse before they could finish, forget the messages nothing held needs, and
+                // forget every endpoint, so an endpoint's changes (a rotated secret, a new URL,
+                // disabled) apply within a second even to deliveries that keep waiting for it.
+                var swept = false
+                if ContinuousClock.now - lastSweep >= .seconds(1) || held.isEmpty {
+                    swept = true
+                    lastSweep = ContinuousClock.now
+                    let deadline = current.addingTimeInterval(processor.configuration.requestTimeout + 1)
+                    let lapsing = held.filter { ($0.leaseExpiresAt ?? current) < deadline }
+                    if !lapsing.isEmpty {
+                        held.removeAll { ($0.leaseExpiresAt ?? current) < deadline }
+                        try? await store.releaseClaims(lapsing)
+                    }
+                    targets.endpoints = [:]
+                    if held.isEmpty {
+                        targets.messages = [:]
+                    } else {
+                        let heldMessages = Set(held.map(\.messageID))
+                        targets.messages = targets.messages.filter { heldMessages.contains($0.key) }
+                    }
+                }
+                // New work: deliveries the API published claimed for this dispatcher (with their
+                // message), then a claim of due ones.
+                var fresh: [Delivery] = []
                 for (delivery, message) in state.withLockedValue({ state in defer { state.inbox = [] }; return state.inbox }) {
-                    held.append(delivery)
+                    fresh.append(delivery)
                     targets.messages[message.id] = message
                 }
-                // Release held deliveries whose lease would lapse before they could finish.
-                let lapsing = held.filter { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
-                if !lapsing.isEmpty {
-                    held.removeAll { ($0.leaseExpiresAt ?? current) < current.addingTimeInterval(processor.configuration.requestTimeout + 1) }
-                    try? await store.releaseClaims(lapsing)
-                }
-                let free = configuration.concurrency - inFlight - held.count
+                let free = configuration.concurrency - inFlight - held.count - fresh.count
                 // Claim in batches: when idle, at once; when busy, once a quarter of the slots are free.
                 if free > 0 && (inFlight == 0 || free >= max(1, configuration.concurrency / 4)) {
                     do {
-                        held += try await store.claimDueDeliveries(now: current, limit: free, leaseUntil: current.addingTimeInterval(configuration.leaseDuration))
+                        fresh += try await store.claimDueDeliveries(now: current, limit: free, leaseUntil: current.addingTimeInterval(configuration.leaseDuration))
                     } catch {
                         logger.warning("could not claim deliveries", metadata: ["herald.error": "\(error)"])
                     }
                 }
-                var waiting: [Delivery] = []
-                // Endpoints and messages of newly claimed deliveries, in one read; deliveries held
-                // back by the per-endpoint cap keep what was loaded for them.
-                let unloaded = held.filter { targets.endpoints[$0.endpointID] == nil || targets.messages[$0.messageID] == nil }
+                // The endpoints and messages not loaded yet (of new work; after a sweep, of held
+                // work too), in one read. If that fails, the new work is handed back at once
+                // rather than left to its lease, and held work waits for the next sweep.
+                let unloaded = (swept ? held + fresh : fresh).filter {
+                    targets.endpoints[$0.endpointID] == nil || targets.messages[$0.messageID] == nil
+                }
                 if !unloaded.isEmpty {
                     do {
                         let loaded = try await store.deliveryTargets(for: unloaded)
@@ -125,9 +146,17 @@ public final class Dispatcher: Service, Sendable {
                         targets.messages.merge(loaded.messages) { _, new in new }
                     } catch {
                         logger.warning("could not load deliveries", metadata: ["herald.error": "\(error)"])
+                        try? await store.releaseClaims(fresh)
+                        fresh = []
                     }
                 }
+                held += fresh
+                var waiting: [Delivery] = []
                 for (index, delivery) in held.enumerated() {
+                    let endpoint = targets.endpoints[delivery.endpointID]
+                    let message = targets.messages[delivery.messageID]
+                    // Not loaded (the read failed, or it was deleted): retried after the next sweep.
+                    guard endpoint != nil, message != nil else { waiting.append(delivery); continue }
                     enum Start { case started, endpointBusy, full }
                     let start = state.withLockedValue { state -> Start in
                         guard state.inFlight < configuration.concurrency else { return .full }
@@ -141,8 +170,6 @@ public final class Dispatcher: Service, Sendable {
                         break
                     }
                     guard start == .started else { waiting.append(delivery); continue }
-                    let endpoint = targets.endpoints[delivery.endpointID]
-                    let message = targets.messages[delivery.messageID]
                     group.addTask {
                         do {
                             try await self.processor.process(delivery, endpoint: endpoint, message: message)
@@ -164,16 +191,6 @@ public final class Dispatcher: Service, Sendable {
                 metrics.inFlight(inFlight)
                 held = waiting
                 state.withLockedValue { $0.held = waiting.count }
-                // Keep only what the held deliveries still need, so an endpoint's changes (a rotated
-                // secret, a new URL) apply from the next claim on.
-                if held.isEmpty {
-                    targets = DeliveryTargets()
-                } else {
-                    let heldEndpoints = Set(held.map(\.endpointID))
-                    let heldMessages = Set(held.map(\.messageID))
-                    targets.endpoints = targets.endpoints.filter { heldEndpoints.contains($0.key) }
-                    targets.messages = targets.messages.filter { heldMessages.contains($0.key) }
-                }
                 await wakeup.wait(upTo: configuration.pollInterval)
             }
             logger.info("dispatcher stopping", metadata: ["herald.dispatcher.in_flight": "\(inFlight)"])
