@@ -144,6 +144,10 @@ public final class Dispatcher: Service, Sendable {
                         let loaded = try await store.deliveryTargets(for: unloaded)
                         targets.endpoints.merge(loaded.endpoints) { _, new in new }
                         targets.messages.merge(loaded.messages) { _, new in new }
+                        // What the read did not find was deleted, and its deliveries with it.
+                        let gone = { (delivery: Delivery) in targets.endpoints[delivery.endpointID] == nil || targets.messages[delivery.messageID] == nil }
+                        fresh.removeAll(where: gone)
+                        if swept { held.removeAll(where: gone) }
                     } catch {
                         logger.warning("could not load deliveries", metadata: ["herald.error": "\(error)"])
                         try? await store.releaseClaims(fresh)
@@ -155,7 +159,7 @@ public final class Dispatcher: Service, Sendable {
                 for (index, delivery) in held.enumerated() {
                     let endpoint = targets.endpoints[delivery.endpointID]
                     let message = targets.messages[delivery.messageID]
-                    // Not loaded (the read failed, or it was deleted): retried after the next sweep.
+                    // Not loaded (the read failed): loaded again after the next sweep.
                     guard endpoint != nil, message != nil else { waiting.append(delivery); continue }
                     enum Start { case started, endpointBusy, full }
                     let start = state.withLockedValue { state -> Start in
