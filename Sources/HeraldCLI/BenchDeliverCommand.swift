@@ -103,6 +103,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         receiver.expect(count * endpoints)
 
         // Phase 1: through Herald.
+        let cpuBefore = serverPid.map(Self.cpuSeconds)
         let begin = ContinuousClock.now
         let errors = NIOLockedValueBox(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -137,6 +138,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let allArrived = await receiver.waitForAll(expected, deadline: .seconds(deadline))
         let end = receiver.lastArrival ?? ContinuousClock.now
         let latencies = receiver.latencies().sorted()
+        let cpuAfter = serverPid.map(Self.cpuSeconds)
 
         // Phase 2: the same client, the same bodies, straight to the receiver.
         let rawCount = count * endpoints
@@ -182,11 +184,30 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         print(String(format: "publish→delivery:       p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  max %.1f ms", percentile(0.5), percentile(0.9), percentile(0.99), (latencies.last ?? .nan) * 1000))
         print(String(format: "raw client rate:        %.0f posts/s (same client, same bodies, 64 in flight, no storage)", rawRate))
         print(String(format: "ratio end-to-end / raw: %.2f", e2eRate / rawRate))
+        // CPU time moves much less between runs than rates do on a shared machine: compare it.
+        let cpu = zip(cpuBefore, cpuAfter).compactMap { before, after in before.flatMap { b in after.map { $0 - b } } }
+        if cpu.count == serverPid.count, !serverPid.isEmpty, delivered > 0 {
+            let total = cpu.reduce(0, +)
+            print(String(format: "server CPU (phase 1):    %.2f s, %.0f µs per delivery", total, total / Double(delivered) * 1e6))
+        }
         for pid in serverPid {
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { continue }
             let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().joined(separator: " ") } ?? "?"
             print("server peak memory:     \(peak) (pid \(pid))")
         }
+    }
+}
+
+extension BenchDeliverCommand {
+    /// User plus system CPU seconds of process `pid` so far (Linux `/proc`), or nil.
+    static func cpuSeconds(_ pid: Int) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return ticks > 0 ? (user + system) / ticks : nil
     }
 }
 
