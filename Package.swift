@@ -164,6 +164,7 @@ var targets: [Target] = [
     .testTarget(
         name: "HeraldAPITests",
         dependencies: [
+            "HeraldAPI",
             "HeraldApp",
             "HeraldCore",
             "HeraldSQLite",
@@ -171,6 +172,7 @@ var targets: [Target] = [
             "HeraldTesting",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings
     ),

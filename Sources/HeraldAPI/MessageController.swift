@@ -24,7 +24,7 @@ struct MessageController {
         group.delete("app/:app_id/msg/:msg_id/attempt/:attempt_id/content", use: expungeAttemptContent)
     }
 
-    static func response(_ message: Message, status: HTTPResponse.Status = .ok, withContent: Bool) throws -> Response {
+    static func response(_ message: Message, status: HTTPResponse.Status = .ok, withContent: Bool) -> Response {
         APIResponse.json(status, MessageOut(message: message).json(withContent: withContent))
     }
 
@@ -112,7 +112,7 @@ struct MessageController {
             "herald.deliveries": "\(result.deliveries.count)",
         ])
         guard result.message.appID == message.appID else {
-            return try Self.response(result.message, status: .accepted, withContent: withContent)
+            return Self.response(result.message, status: .accepted, withContent: withContent)
         }
         var response = APIResponse.json(.accepted, bytes)
         if record != nil { response.headers[IdempotencyMiddleware.storedMarker] = "1" }
@@ -146,7 +146,7 @@ struct MessageController {
         let withContent = query.bool("with_content", default: true)
         try query.finish()
         let (_, message) = try await findMessage(context)
-        return try Self.response(message, withContent: withContent)
+        return Self.response(message, withContent: withContent)
     }
 
     @Sendable func expungeContent(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -103,7 +103,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         receiver.expect(count * endpoints)
 
         // Phase 1: through Herald.
-        let cpuBefore = serverPid.map(Self.cpuSeconds)
+        let cpuBefore = Self.cpuSeconds(serverPid)
         let begin = ContinuousClock.now
         let errors = NIOLockedValueBox(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -138,7 +138,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let allArrived = await receiver.waitForAll(expected, deadline: .seconds(deadline))
         let end = receiver.lastArrival ?? ContinuousClock.now
         let latencies = receiver.latencies().sorted()
-        let cpuAfter = serverPid.map(Self.cpuSeconds)
+        let cpuAfter = Self.cpuSeconds(serverPid)
 
         // Phase 2: the same client, the same bodies, straight to the receiver.
         let rawCount = count * endpoints
@@ -185,9 +185,8 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         print(String(format: "raw client rate:        %.0f posts/s (same client, same bodies, 64 in flight, no storage)", rawRate))
         print(String(format: "ratio end-to-end / raw: %.2f", e2eRate / rawRate))
         // CPU time moves much less between runs than rates do on a shared machine: compare it.
-        let cpu = zip(cpuBefore, cpuAfter).compactMap { before, after in before.flatMap { b in after.map { $0 - b } } }
-        if cpu.count == serverPid.count, !serverPid.isEmpty, delivered > 0 {
-            let total = cpu.reduce(0, +)
+        if let cpuBefore, let cpuAfter, delivered > 0 {
+            let total = cpuAfter - cpuBefore
             print(String(format: "server CPU (phase 1):    %.2f s, %.0f µs per delivery", total, total / Double(delivered) * 1e6))
         }
         for pid in serverPid {
@@ -199,15 +198,21 @@ struct BenchDeliverCommand: AsyncParsableCommand {
 }
 
 extension BenchDeliverCommand {
-    /// User plus system CPU seconds of process `pid` so far (Linux `/proc`), or nil.
-    static func cpuSeconds(_ pid: Int) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return nil }
-        // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    /// User plus system CPU seconds of processes `pids` so far, summed (Linux `/proc`); nil when
+    /// there are none or one cannot be read.
+    static func cpuSeconds(_ pids: [Int]) -> Double? {
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        return ticks > 0 ? (user + system) / ticks : nil
+        guard !pids.isEmpty, ticks > 0 else { return nil }
+        var total = 0.0
+        for pid in pids {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = text.lastIndex(of: ")") else { return nil }
+            // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+            total += (user + system) / ticks
+        }
+        return total
     }
 }
 

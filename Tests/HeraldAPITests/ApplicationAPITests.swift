@@ -23,6 +23,11 @@ struct ApplicationAPITests {
             }
             let basic = try await api.call(.get, "/api/v1/app", token: nil, headers: ["authorization": "Basic abc"])
             #expect(basic.status == .unauthorized)
+            // Blanks around the token are not part of it; a blank token is no token.
+            let padded = try await api.call(.get, "/api/v1/app", token: nil, headers: ["authorization": "Bearer \t \(adminToken) \t"])
+            #expect(padded.status == .ok)
+            let blank = try await api.call(.get, "/api/v1/app", token: nil, headers: ["authorization": "Bearer  \t "])
+            #expect(blank.status == .unauthorized)
         }
     }
 

@@ -25,14 +25,14 @@ struct FastJSONTests {
     @Test(arguments: messages)
     func sameBytesAsJSONEncoder(_ message: Message) throws {
         for withContent in [true, false] {
-            let expected = try APIJSON.encode(MessageOut(message: message), rawMembers: MessageOut.rawMembers(message, withContent: withContent))
+            let expected = try APIJSON.encode(MessageOut(message: message), rawMembers: [("payload", MessageOut.payload(message, withContent: withContent))])
             #expect(MessageOut(message: message).json(withContent: withContent) == expected, "\(String(decoding: expected, as: UTF8.self))")
             for status in DeliveryStatus.allCases {
                 let delivery = Delivery(messageID: message.id, endpointID: .generate(), appID: Self.app, status: status,
                                         nextAttemptAt: Date(timeIntervalSince1970: 1_700_000_000.123), eventType: message.eventType,
                                         channels: message.channels, createdAt: message.createdAt)
                 let out = MessageOut(message: message, delivery: delivery)
-                let reference = try APIJSON.encode(out, rawMembers: MessageOut.rawMembers(message, withContent: withContent))
+                let reference = try APIJSON.encode(out, rawMembers: [("payload", MessageOut.payload(message, withContent: withContent))])
                 #expect(out.json(withContent: withContent) == reference, "\(String(decoding: reference, as: UTF8.self))")
             }
         }
@@ -47,4 +47,23 @@ struct FastJSONTests {
             #expect(String(decoding: bytes, as: UTF8.self) == APIJSON.formatDate(date))
         }
     }
+}
+
+/// The reference: how the message JSON was encoded before it was written by hand (`JSONEncoder`
+/// with `APIJSON`'s settings, and `APIJSON.encode` appending the raw payload).
+extension MessageOut: Encodable {
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(message.id.rawValue, forKey: .id)
+        try c.encode(message.eventID, forKey: .eventId)
+        try c.encode(message.eventType, forKey: .eventType)
+        try c.encode(message.channels, forKey: .channels)
+        try c.encode(message.createdAt, forKey: .timestamp)
+        if let delivery {
+            try c.encode(delivery.status.rawValue, forKey: .status)
+            try c.encode(delivery.status.text, forKey: .statusText)
+            try c.encode(delivery.status == .pending || delivery.status == .sending ? delivery.nextAttemptAt : nil, forKey: .nextAttempt)
+        }
+    }
+    enum CodingKeys: String, CodingKey { case id, eventId, eventType, channels, timestamp, status, statusText, nextAttempt }
 }
