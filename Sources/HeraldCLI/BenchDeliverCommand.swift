@@ -104,6 +104,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
 
         // Phase 1: through Herald.
         let cpuBefore = Self.cpuSeconds(serverPid)
+        let idleBefore = Self.machineIdle()
         let begin = ContinuousClock.now
         let errors = NIOLockedValueBox(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -139,6 +140,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let end = receiver.lastArrival ?? ContinuousClock.now
         let latencies = receiver.latencies().sorted()
         let cpuAfter = Self.cpuSeconds(serverPid)
+        let idleAfter = Self.machineIdle()
 
         // Phase 2: the same client, the same bodies, straight to the receiver.
         let rawCount = count * endpoints
@@ -189,6 +191,10 @@ struct BenchDeliverCommand: AsyncParsableCommand {
             let total = cpuAfter - cpuBefore
             print(String(format: "server CPU (phase 1):    %.2f s, %.0f µs per delivery", total, total / Double(delivered) * 1e6))
         }
+        if let idleBefore, let idleAfter, idleAfter.total > idleBefore.total {
+            // Idle cores mean the pipeline waits on something other than the CPU (latency, locks).
+            print(String(format: "machine idle (phase 1):  %.0f %% of all cores", (idleAfter.idle - idleBefore.idle) / (idleAfter.total - idleBefore.total) * 100))
+        }
         for pid in serverPid {
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { continue }
             let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().joined(separator: " ") } ?? "?"
@@ -198,6 +204,16 @@ struct BenchDeliverCommand: AsyncParsableCommand {
 }
 
 extension BenchDeliverCommand {
+    /// The machine's idle and total CPU time so far, in ticks of all cores (Linux `/proc/stat`).
+    static func machineIdle() -> (idle: Double, total: Double)? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
+        let values = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard values.count >= 5 else { return nil }
+        // user nice system idle iowait irq softirq steal…: idle and iowait are time nobody ran.
+        return (values[3] + values[4], values.prefix(8).reduce(0, +))
+    }
+
     /// User plus system CPU seconds of processes `pids` so far, summed (Linux `/proc`); nil when
     /// there are none or one cannot be read.
     static func cpuSeconds(_ pids: [Int]) -> Double? {

@@ -56,6 +56,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("delivery-concurrency"), help: ArgumentHelp("Attempts in flight at once [HERALD_DELIVERY_CONCURRENCY, default 64].", valueName: "n"))
     var deliveryConcurrency: String?
 
+    @Option(name: .customLong("endpoint-concurrency"), help: ArgumentHelp("Attempts in flight to one endpoint at once [HERALD_ENDPOINT_CONCURRENCY, default 16].", valueName: "n"))
+    var endpointConcurrency: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error [HERALD_LOG_LEVEL, default info].", valueName: "level"))
     var logLevel: String?
 
@@ -170,6 +173,10 @@ struct ServeSettings {
         if let (text, name) = value(command.deliveryConcurrency, "HERALD_DELIVERY_CONCURRENCY") {
             guard let count = Int(text), (1...4096).contains(count) else { throw CLIError("\(name): '\(text)' is not a number from 1 to 4096") }
             configuration.deliveryConcurrency = count
+        }
+        if let (text, name) = value(command.endpointConcurrency, "HERALD_ENDPOINT_CONCURRENCY") {
+            guard let count = Int(text), (1...4096).contains(count) else { throw CLIError("\(name): '\(text)' is not a number from 1 to 4096") }
+            configuration.perEndpointConcurrency = count
         }
         var level = Logger.Level.info
         if let (text, name) = value(command.logLevel, "HERALD_LOG_LEVEL") {

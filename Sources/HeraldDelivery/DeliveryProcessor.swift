@@ -51,9 +51,17 @@ public struct DeliveryProcessor: Sendable {
         try await process(claimed, endpoint: targets.endpoints[claimed.endpointID], message: targets.messages[claimed.messageID])
     }
 
-    /// Processes `claimed` with its endpoint and message (nil when deleted meanwhile).
+    /// Processes `claimed` with its endpoint and message (nil when deleted meanwhile). `answered`
+    /// is called exactly once: when the request is over (answered, failed or not sent), before the
+    /// attempt is recorded, or on the way out if it is never reached.
     @discardableResult
-    public func process(_ claimed: Delivery, endpoint: Endpoint?, message: Message?) async throws -> Delivery? {
+    public func process(_ claimed: Delivery, endpoint: Endpoint?, message: Message?,
+                        answered: (@Sendable () -> Void)? = nil) async throws -> Delivery? {
+        var answerPending = answered != nil
+        func markAnswered() {
+            if answerPending { answerPending = false; answered?() }
+        }
+        defer { markAnswered() }
         var logger = self.logger
         logger[metadataKey: "herald.message.id"] = "\(claimed.messageID)"
         logger[metadataKey: "herald.endpoint.id"] = "\(claimed.endpointID)"
@@ -73,6 +81,7 @@ public struct DeliveryProcessor: Sendable {
             response = TransportResponse(outcome: .failed("the payload was expunged"), duration: .zero)
         }
         let finished = now()
+        markAnswered()
 
         var next = claimed
         next.attemptCount += 1

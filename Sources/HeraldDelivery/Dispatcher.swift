@@ -5,8 +5,10 @@ import NIOConcurrencyHelpers
 import ServiceLifecycle
 
 /// The delivery engine, a `Service`: claims due deliveries with a lease, keeps at most
-/// `concurrency` attempts in flight (and `perEndpointConcurrency` per endpoint), and wakes as soon
-/// as a message is published. On graceful shutdown it stops claiming, lets attempts in flight finish
+/// `concurrency` requests in flight (and `perEndpointConcurrency` per endpoint), and wakes as soon
+/// as a message is published. A slot is free again once its request is answered: recording the
+/// attempt (a group commit) does not hold the endpoint's slot, though at most `concurrency`
+/// attempts wait to be recorded before new requests wait too. On graceful shutdown it stops claiming, lets attempts in flight finish
 /// for up to `shutdownGracePeriod`, then cancels the rest (their leases lapse and they are retried).
 ///
 /// ```swift
@@ -17,9 +19,9 @@ import ServiceLifecycle
 public final class Dispatcher: Service, Sendable {
     public struct Configuration: Sendable {
         public var processor = DeliveryProcessor.Configuration()
-        /// Attempts in flight at once.
+        /// Requests in flight at once (and, apart from those, attempts waiting to be recorded).
         public var concurrency = 64
-        /// Attempts in flight to one endpoint at once.
+        /// Requests in flight to one endpoint at once.
         public var perEndpointConcurrency = 16
         /// How long a claim lasts; a crashed worker's deliveries are taken over after it.
         public var leaseDuration: TimeInterval = 120
@@ -42,7 +44,10 @@ public final class Dispatcher: Service, Sendable {
     private let state = NIOLockedValueBox(State())
 
     struct State {
-        var inFlight = 0
+        /// Requests in flight.
+        var sending = 0
+        /// Attempts answered and being recorded.
+        var recording = 0
         var perEndpoint: [EndpointID: Int] = [:]
         /// Whether the loop runs and takes hand-overs.
         var accepting = false
@@ -68,8 +73,11 @@ public final class Dispatcher: Service, Sendable {
                                            now: now, metrics: metrics, logger: logger)
     }
 
-    /// Attempts in flight right now.
-    public var inFlight: Int { state.withLockedValue { $0.inFlight } }
+    /// Attempts in flight right now: requests not answered yet, and attempts not recorded yet.
+    public var inFlight: Int { state.withLockedValue { $0.sending + $0.recording } }
+
+    /// Requests in flight right now.
+    var sending: Int { state.withLockedValue { $0.sending } }
 
     public func run() async throws {
         let stopping = NIOLockedValueBox(false)
@@ -124,9 +132,10 @@ public final class Dispatcher: Service, Sendable {
                     fresh.append(delivery)
                     targets.messages[message.id] = message
                 }
-                let free = configuration.concurrency - inFlight - held.count - fresh.count
+                let busy = sending
+                let free = configuration.concurrency - busy - held.count - fresh.count
                 // Claim in batches: when idle, at once; when busy, once a quarter of the slots are free.
-                if free > 0 && (inFlight == 0 || free >= max(1, configuration.concurrency / 4)) {
+                if free > 0 && (busy == 0 || free >= max(1, configuration.concurrency / 4)) {
                     do {
                         fresh += try await store.claimDueDeliveries(now: current, limit: free, leaseUntil: current.addingTimeInterval(configuration.leaseDuration))
                     } catch {
@@ -163,9 +172,9 @@ public final class Dispatcher: Service, Sendable {
                     guard endpoint != nil, message != nil else { waiting.append(delivery); continue }
                     enum Start { case started, endpointBusy, full }
                     let start = state.withLockedValue { state -> Start in
-                        guard state.inFlight < configuration.concurrency else { return .full }
+                        guard state.sending < configuration.concurrency, state.recording < configuration.concurrency else { return .full }
                         guard state.perEndpoint[delivery.endpointID, default: 0] < configuration.perEndpointConcurrency else { return .endpointBusy }
-                        state.inFlight += 1
+                        state.sending += 1
                         state.perEndpoint[delivery.endpointID, default: 0] += 1
                         return .started
                     }
@@ -176,23 +185,28 @@ public final class Dispatcher: Service, Sendable {
                     guard start == .started else { waiting.append(delivery); continue }
                     group.addTask {
                         do {
-                            try await self.processor.process(delivery, endpoint: endpoint, message: message)
+                            // Once answered, the request's slots are free; the attempt is being recorded.
+                            try await self.processor.process(delivery, endpoint: endpoint, message: message) {
+                                self.state.withLockedValue { state in
+                                    state.sending -= 1
+                                    state.recording += 1
+                                    state.perEndpoint[delivery.endpointID, default: 1] -= 1
+                                    if state.perEndpoint[delivery.endpointID] == 0 { state.perEndpoint[delivery.endpointID] = nil }
+                                }
+                                self.wakeup.signal()
+                            }
                         } catch {
                             self.logger.warning("attempt could not be recorded", metadata: [
                                 "herald.message.id": "\(delivery.messageID)", "herald.endpoint.id": "\(delivery.endpointID)",
                                 "herald.error": "\(error)",
                             ])
                         }
-                        self.state.withLockedValue { state in
-                            state.inFlight -= 1
-                            state.perEndpoint[delivery.endpointID, default: 1] -= 1
-                            if state.perEndpoint[delivery.endpointID] == 0 { state.perEndpoint[delivery.endpointID] = nil }
-                        }
-                        self.metrics.inFlight(self.inFlight)
+                        self.state.withLockedValue { $0.recording -= 1 }
+                        self.metrics.inFlight(self.sending)
                         self.wakeup.signal()
                     }
                 }
-                metrics.inFlight(inFlight)
+                metrics.inFlight(sending)
                 held = waiting
                 state.withLockedValue { $0.held = waiting.count }
                 await wakeup.wait(upTo: configuration.pollInterval)
@@ -233,7 +247,7 @@ extension Dispatcher: DeliveryHandOver {
     /// the extra deliveries wait for a slot under their lease.
     public func leaseForNewDeliveries() -> Date? {
         let room = state.withLockedValue { state in
-            state.accepting && state.inFlight + state.held + state.inbox.count < configuration.concurrency
+            state.accepting && state.sending + state.held + state.inbox.count < configuration.concurrency
         }
         return room ? now().addingTimeInterval(configuration.leaseDuration) : nil
     }

@@ -277,6 +277,15 @@ extension SQLiteStore {
             // is undone alone, and the transaction goes on.)
             return
         }
-        try Self.upsert(delivery, in: db)
+        // The delivery row is there (claimed or handed over): an update by key costs less than an
+        // upsert's failed insert. The upsert covers a row that is not.
+        try db.cachedStatement(sql: """
+            UPDATE deliveries SET status = ?, attempt_count = ?, next_attempt_at = ?, last_attempt_at = ?,
+                                  lease_expires_at = ?, trigger_type = ?
+            WHERE message_id = ? AND endpoint_id = ?
+            """).execute(arguments: [delivery.status.rawValue, delivery.attemptCount, delivery.nextAttemptAt?.storedValue,
+                             delivery.lastAttemptAt?.storedValue, delivery.leaseExpiresAt?.storedValue,
+                             delivery.trigger.rawValue, delivery.messageID.rawValue, delivery.endpointID.rawValue])
+        if db.changesCount == 0 { try Self.upsert(delivery, in: db) }
     }
 }

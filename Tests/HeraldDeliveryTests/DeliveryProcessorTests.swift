@@ -2,6 +2,7 @@ import Foundation
 import HeraldCore
 import HeraldDelivery
 import Logging
+import NIOConcurrencyHelpers
 import Testing
 import WebhookSignature
 
@@ -246,5 +247,44 @@ struct DeliveryProcessorTests {
         try await other.processor(transport2).process(try await other.claim())
         #expect(transport2.sent.isEmpty)
         #expect(try await other.attempts().first?.response.contains("expunged") == true)
+    }
+}
+
+/// The dispatcher frees an endpoint's slot when the processor says the request is over, so that
+/// recording the attempt (a group commit) does not hold the slot: the signal must come exactly
+/// once, after the request, on every path.
+@Suite("DeliveryProcessor: the answered signal")
+struct DeliveryProcessorAnsweredTests {
+    final class Calls: Sendable {
+        let sentAtCall = NIOLockedValueBox<[Int]>([])
+        func signal(_ transport: FakeTransport) -> @Sendable () -> Void {
+            { self.sentAtCall.withLockedValue { $0.append(transport.sent.count) } }
+        }
+        var all: [Int] { sentAtCall.withLockedValue { $0 } }
+    }
+
+    @Test func comesOnceAfterTheRequestIsAnswered() async throws {
+        let fixture = try await Fixture.make()
+        let transport = FakeTransport([.status(500)], delay: .milliseconds(20))
+        let calls = Calls()
+        let result = try await fixture.processor(transport).process(try await fixture.claim(), endpoint: fixture.endpoint,
+                                                                     message: fixture.message, answered: calls.signal(transport))
+        #expect(calls.all == [1], "once, with the request already sent")
+        #expect(result?.status == .pending)
+        #expect(try await fixture.attempts().count == 1)
+    }
+
+    @Test func comesOnceWhenNothingIsSent() async throws {
+        let fixture = try await Fixture.make()
+        let transport = FakeTransport()
+        var disabled = fixture.endpoint!
+        disabled.disabled = true
+        let calls = Calls()
+        let claimed = try await fixture.claim()
+        _ = try await fixture.processor(transport).process(claimed, endpoint: disabled, message: fixture.message, answered: calls.signal(transport))
+        #expect(calls.all == [0], "a disabled endpoint: no request, one signal")
+        let gone = Calls()
+        #expect(try await fixture.processor(transport).process(claimed, endpoint: fixture.endpoint, message: nil, answered: gone.signal(transport)) == nil)
+        #expect(gone.all == [0], "a deleted message: nothing recorded, still one signal")
     }
 }

@@ -46,6 +46,8 @@ def stop(proc):
     (["--database", "postgres://db.internal/h?sslmode=sometimes"], "sslmode"),
     (["--allow-network", "10.0.0.0/99"], "--allow-network"),
     (["--token", "short"], "--token"),
+    (["--delivery-concurrency", "0"], "--delivery-concurrency"),
+    (["--endpoint-concurrency", "many"], "--endpoint-concurrency"),
 ])
 def test_a_bad_setting_is_one_line_and_a_nonzero_exit(args, message):
     with tempfile.TemporaryDirectory() as directory:
