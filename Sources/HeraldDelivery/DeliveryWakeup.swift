@@ -4,6 +4,9 @@ import NIOPosix
 
 /// Wakes the dispatcher as soon as there may be work: a message was published, a resend or
 /// recover was queued, or an attempt finished and freed a slot. Signals coalesce; one waiter.
+/// `signal()` also says that work may have been stored for a claim (`hasNewWork`); the dispatcher's
+/// own wake-ups (a slot freed, a hand-over) use `nudge()`, which does not, so that they do not each
+/// cost a claim query.
 ///
 /// ```swift
 /// let wakeup = DeliveryWakeup()
@@ -13,6 +16,8 @@ import NIOPosix
 public final class DeliveryWakeup: Sendable {
     private struct State {
         var pending = false
+        /// Work may have been stored since the dispatcher's last claim.
+        var newWork = false
         var waiter: CheckedContinuation<Void, Never>?
         /// Which `wait` is current, so that a late timer of an earlier wait wakes nothing.
         var generation: UInt64 = 0
@@ -22,8 +27,21 @@ public final class DeliveryWakeup: Sendable {
 
     public init() {}
 
-    public func signal() {
+    /// Wakes the dispatcher: work may have been stored (a publish, a resend, a recover, a release).
+    public func signal() { wake(newWork: true) }
+
+    /// Wakes the dispatcher for something it knows of already (a freed slot, a hand-over in memory).
+    func nudge() { wake(newWork: false) }
+
+    /// Whether `signal()` was called since the last `claimingNewWork()`.
+    var hasNewWork: Bool { state.withLockedValue { $0.newWork } }
+
+    /// Clears `hasNewWork`; call it just before a claim, so a signal during the claim is kept.
+    func claimingNewWork() { state.withLockedValue { $0.newWork = false } }
+
+    private func wake(newWork: Bool) {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            if newWork { state.newWork = true }
             if let waiter = state.waiter {
                 state.waiter = nil
                 return waiter

@@ -97,6 +97,11 @@ public final class Dispatcher: Service, Sendable {
             var targets = DeliveryTargets()  // the endpoints and messages of `held`
             var lastSample = ContinuousClock.now - .seconds(60)
             var lastSweep = ContinuousClock.now
+            // A claim is a write transaction: run it only when work may be waiting (a signal of
+            // stored work, a full batch last time, released claims) or once per poll interval (retries
+            // falling due), not at every wake-up.
+            var lastClaim = ContinuousClock.now - .seconds(60)
+            var claimAgain = true
             while !stopping.withLockedValue({ $0 }) {
                 let current = now()
                 if ContinuousClock.now - lastSample >= .seconds(5) {
@@ -107,23 +112,25 @@ public final class Dispatcher: Service, Sendable {
                 // lapse before they could finish, forget the messages nothing held needs, and
                 // forget every endpoint, so an endpoint's changes (a rotated secret, a new URL,
                 // disabled) apply within a second even to deliveries that keep waiting for it.
-                var swept = false
-                if ContinuousClock.now - lastSweep >= .seconds(1) || held.isEmpty {
-                    swept = true
+                // With nothing held, endpoints are forgotten at every turn: new work after an
+                // endpoint change (a rotated secret) uses the change at once.
+                let swept = ContinuousClock.now - lastSweep >= .seconds(1) || held.isEmpty
+                if swept {
                     lastSweep = ContinuousClock.now
                     let deadline = current.addingTimeInterval(processor.configuration.requestTimeout + 1)
                     let lapsing = held.filter { ($0.leaseExpiresAt ?? current) < deadline }
                     if !lapsing.isEmpty {
                         held.removeAll { ($0.leaseExpiresAt ?? current) < deadline }
                         try? await store.releaseClaims(lapsing)
+                        claimAgain = true
                     }
                     targets.endpoints = [:]
-                    if held.isEmpty {
-                        targets.messages = [:]
-                    } else {
-                        let heldMessages = Set(held.map(\.messageID))
-                        targets.messages = targets.messages.filter { heldMessages.contains($0.key) }
-                    }
+                }
+                if held.isEmpty {
+                    targets.messages = [:]
+                } else if swept {
+                    let heldMessages = Set(held.map(\.messageID))
+                    targets.messages = targets.messages.filter { heldMessages.contains($0.key) }
                 }
                 // New work: deliveries the API published claimed for this dispatcher (with their
                 // message), then a claim of due ones.
@@ -135,10 +142,17 @@ public final class Dispatcher: Service, Sendable {
                 let busy = sending
                 let free = configuration.concurrency - busy - held.count - fresh.count
                 // Claim in batches: when idle, at once; when busy, once a quarter of the slots are free.
-                if free > 0 && (busy == 0 || free >= max(1, configuration.concurrency / 4)) {
+                let mayBeWaiting = claimAgain || wakeup.hasNewWork || ContinuousClock.now - lastClaim >= configuration.pollInterval
+                if free > 0 && (busy == 0 || free >= max(1, configuration.concurrency / 4)) && mayBeWaiting {
+                    wakeup.claimingNewWork()
+                    lastClaim = ContinuousClock.now
+                    claimAgain = false
                     do {
-                        fresh += try await store.claimDueDeliveries(now: current, limit: free, leaseUntil: current.addingTimeInterval(configuration.leaseDuration))
+                        let claimed = try await store.claimDueDeliveries(now: current, limit: free, leaseUntil: current.addingTimeInterval(configuration.leaseDuration))
+                        claimAgain = claimed.count >= free  // a full batch: more may be due
+                        fresh += claimed
                     } catch {
+                        claimAgain = true
                         logger.warning("could not claim deliveries", metadata: ["herald.error": "\(error)"])
                     }
                 }
@@ -193,7 +207,7 @@ public final class Dispatcher: Service, Sendable {
                                     state.perEndpoint[delivery.endpointID, default: 1] -= 1
                                     if state.perEndpoint[delivery.endpointID] == 0 { state.perEndpoint[delivery.endpointID] = nil }
                                 }
-                                self.wakeup.signal()
+                                self.wakeup.nudge()
                             }
                         } catch {
                             self.logger.warning("attempt could not be recorded", metadata: [
@@ -203,7 +217,7 @@ public final class Dispatcher: Service, Sendable {
                         }
                         self.state.withLockedValue { $0.recording -= 1 }
                         self.metrics.inFlight(self.sending)
-                        self.wakeup.signal()
+                        self.wakeup.nudge()
                     }
                 }
                 metrics.inFlight(sending)
@@ -259,7 +273,7 @@ extension Dispatcher: DeliveryHandOver {
             state.inbox += deliveries.map { ($0, message) }
             return true
         }
-        if taken { wakeup.signal() }
+        if taken { wakeup.nudge() }
         return taken
     }
 }
