@@ -49,8 +49,10 @@ public struct HeraldAPI: Sendable {
         let authenticated = v1.group()
             .add(middleware: AuthenticationMiddleware(store: store, cache: tokens))
             .add(middleware: IdempotencyMiddleware(store: store, locks: locks))
-        ApplicationController(store: store).register(on: authenticated)
-        EndpointController(store: store, onNewWork: configuration.onNewWork).register(on: authenticated)
+        // Changes to applications and endpoints reach the dispatcher's endpoint copies at once.
+        let endpointChanges = authenticated.group().add(middleware: EndpointChangeMiddleware(handOver: configuration.deliveryHandOver))
+        ApplicationController(store: store).register(on: endpointChanges)
+        EndpointController(store: store, onNewWork: configuration.onNewWork).register(on: endpointChanges)
         EventTypeController(store: store).register(on: authenticated)
         MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: configuration.onNewWork,
                           handOver: configuration.deliveryHandOver).register(on: authenticated)

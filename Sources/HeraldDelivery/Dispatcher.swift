@@ -55,6 +55,8 @@ public final class Dispatcher: Service, Sendable {
         var held = 0
         /// Handed over by the API, not yet picked up by the loop.
         var inbox: [(Delivery, Message)] = []
+        /// The API changed applications or endpoints since the loop last loaded endpoints.
+        var endpointsChanged = false
     }
 
     public init(store: any HeraldStore, transport: any WebhookTransport, configuration: Configuration = .init(),
@@ -112,9 +114,13 @@ public final class Dispatcher: Service, Sendable {
                 // lapse before they could finish, forget the messages nothing held needs, and
                 // forget every endpoint, so an endpoint's changes (a rotated secret, a new URL,
                 // disabled) apply within a second even to deliveries that keep waiting for it.
-                // With nothing held, endpoints are forgotten at every turn: new work after an
-                // endpoint change (a rotated secret) uses the change at once.
-                let swept = ContinuousClock.now - lastSweep >= .seconds(1) || held.isEmpty
+                // Between sweeps, new work reuses the endpoints already loaded (a busy dispatcher reads
+                // an endpoint about once a second, not once per delivery), unless this node's API
+                // changed one: then they are all read again at once (a rotated secret signs the next
+                // message). Other nodes' changes apply at the next sweep.
+                let swept = ContinuousClock.now - lastSweep >= .seconds(1)
+                let changed = state.withLockedValue { state in defer { state.endpointsChanged = false }; return state.endpointsChanged }
+                if changed { targets.endpoints = [:] }
                 if swept {
                     lastSweep = ContinuousClock.now
                     let deadline = current.addingTimeInterval(processor.configuration.requestTimeout + 1)
@@ -156,10 +162,11 @@ public final class Dispatcher: Service, Sendable {
                         logger.warning("could not claim deliveries", metadata: ["herald.error": "\(error)"])
                     }
                 }
-                // The endpoints and messages not loaded yet (of new work; after a sweep, of held
-                // work too), in one read. If that fails, the new work is handed back at once
+                // The endpoints and messages not loaded yet (of new work; after a sweep or a change,
+                // of held work too), in one read. If that fails, the new work is handed back at once
                 // rather than left to its lease, and held work waits for the next sweep.
-                let unloaded = (swept ? held + fresh : fresh).filter {
+                let reloadHeld = swept || changed
+                let unloaded = (reloadHeld ? held + fresh : fresh).filter {
                     targets.endpoints[$0.endpointID] == nil || targets.messages[$0.messageID] == nil
                 }
                 if !unloaded.isEmpty {
@@ -170,7 +177,7 @@ public final class Dispatcher: Service, Sendable {
                         // What the read did not find was deleted, and its deliveries with it.
                         let gone = { (delivery: Delivery) in targets.endpoints[delivery.endpointID] == nil || targets.messages[delivery.messageID] == nil }
                         fresh.removeAll(where: gone)
-                        if swept { held.removeAll(where: gone) }
+                        if reloadHeld { held.removeAll(where: gone) }
                     } catch {
                         logger.warning("could not load deliveries", metadata: ["herald.error": "\(error)"])
                         try? await store.releaseClaims(fresh)
@@ -264,6 +271,10 @@ extension Dispatcher: DeliveryHandOver {
             state.accepting && state.sending + state.held + state.inbox.count < configuration.concurrency
         }
         return room ? now().addingTimeInterval(configuration.leaseDuration) : nil
+    }
+
+    public func endpointsChanged() {
+        state.withLockedValue { $0.endpointsChanged = true }
     }
 
     public func take(_ deliveries: [Delivery], of message: Message) -> Bool {

@@ -13,6 +13,7 @@ final class RecordingHandOver: DeliveryHandOver {
     let lease: Date?
     let accepts: Bool
     let taken = NIOLockedValueBox<[Delivery]>([])
+    let endpointChanges = NIOLockedValueBox(0)
 
     init(lease: Date?, accepts: Bool) {
         self.lease = lease
@@ -26,6 +27,8 @@ final class RecordingHandOver: DeliveryHandOver {
         taken.withLockedValue { $0 += deliveries }
         return true
     }
+
+    func endpointsChanged() { endpointChanges.withLockedValue { $0 += 1 } }
 }
 
 /// The API's side of the hand-over: what a publish stores and what happens when the dispatcher
@@ -83,6 +86,36 @@ struct HandOverAPITests {
             let claimable = try await store.claimDueDeliveries(now: Date(), limit: 10, leaseUntil: Date().addingTimeInterval(60))
             #expect(claimable.count == 2 && claimable.allSatisfy { $0.messageID == id })
             #expect(wakeups == 1)
+        }
+    }
+
+    /// The dispatcher reuses endpoints it loaded; every change through the API must tell it, and
+    /// reads and failed requests must not.
+    @Test func endpointAndApplicationChangesTellTheDispatcher() async throws {
+        let store = InMemoryStore()
+        try await store.createToken(APIToken(hash: APITokenText.hash(Self.token), scope: .admin))
+        let app = Application(uid: "acme", name: "Acme")
+        try await store.createApplication(app)
+        let endpoint = Endpoint(appID: app.id, url: "https://example.com/0", secrets: [EndpointSecret(key: Array(repeating: 1, count: 24))])
+        try await store.createEndpoint(endpoint)
+        let handOver = RecordingHandOver(lease: nil, accepts: true)
+        let router = HeraldAPI(store: store, configuration: .init(deliveryHandOver: handOver)).buildRouter()
+        let headers: HTTPFields = [.authorization: "Bearer \(Self.token)", .contentType: "application/json"]
+        try await Hummingbird.Application(router: router).test(.router) { client in
+            let changes = { handOver.endpointChanges.withLockedValue { $0 } }
+            try await client.execute(uri: "/api/v1/app/acme/endpoint/\(endpoint.id)", method: .get, headers: headers) { #expect($0.status == .ok) }
+            #expect(changes() == 0, "a read changes nothing")
+            try await client.execute(uri: "/api/v1/app/acme/endpoint/\(endpoint.id)/secret/rotate", method: .post, headers: headers,
+                                     body: ByteBuffer(string: "{}")) { #expect($0.status.code < 300) }
+            #expect(changes() == 1, "a rotated secret")
+            try await client.execute(uri: "/api/v1/app/acme/endpoint/\(endpoint.id)", method: .patch, headers: headers,
+                                     body: ByteBuffer(string: #"{"url":"https://example.com/new"}"#)) { #expect($0.status == .ok) }
+            #expect(changes() == 2, "a new URL")
+            try await client.execute(uri: "/api/v1/app/acme/endpoint/ep_missing", method: .patch, headers: headers,
+                                     body: ByteBuffer(string: #"{"url":"https://example.com/x"}"#)) { #expect($0.status == .notFound) }
+            #expect(changes() == 2, "a failed request changed nothing")
+            try await client.execute(uri: "/api/v1/app/acme", method: .delete, headers: headers) { #expect($0.status == .noContent) }
+            #expect(changes() == 3, "a deleted application takes its endpoints with it")
         }
     }
 }

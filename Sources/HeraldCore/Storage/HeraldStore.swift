@@ -93,6 +93,13 @@ public protocol DeliveryHandOver: Sendable {
     /// Takes deliveries stored claimed under a lease from `leaseForNewDeliveries`. False when it
     /// can no longer take them (stopping): the caller must release the claims.
     func take(_ deliveries: [Delivery], of message: Message) -> Bool
+    /// Applications or endpoints were changed through this node's API: forget any copies, so the
+    /// next delivery reads them again.
+    func endpointsChanged()
+}
+
+extension DeliveryHandOver {
+    public func endpointsChanged() {}
 }
 
 /// What `publish` did.
