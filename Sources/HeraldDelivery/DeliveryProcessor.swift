@@ -26,9 +26,14 @@ public struct DeliveryProcessor: Sendable {
     let now: @Sendable () -> Date
     let metrics: DeliveryMetrics
     let logger: Logger
+    /// Called after this processor changed an endpoint (disabled it, or started or ended its
+    /// failure streak), so that copies of it can be dropped.
+    let endpointChanged: @Sendable () -> Void
 
     public init(store: any HeraldStore, transport: any WebhookTransport, configuration: Configuration = .init(),
-                now: @escaping @Sendable () -> Date = { Date() }, metrics: DeliveryMetrics = DeliveryMetrics(), logger: Logger) {
+                now: @escaping @Sendable () -> Date = { Date() }, metrics: DeliveryMetrics = DeliveryMetrics(), logger: Logger,
+                endpointChanged: @escaping @Sendable () -> Void = {}) {
+        self.endpointChanged = endpointChanged
         self.store = store
         self.transport = transport
         self.configuration = configuration
@@ -190,6 +195,7 @@ public struct DeliveryProcessor: Sendable {
         if changed {
             endpoint.updatedAt = date
             try await store.updateEndpoint(endpoint)
+            endpointChanged()
         }
     }
 }

@@ -55,7 +55,8 @@ public final class Dispatcher: Service, Sendable {
         var held = 0
         /// Handed over by the API, not yet picked up by the loop.
         var inbox: [(Delivery, Message)] = []
-        /// The API changed applications or endpoints since the loop last loaded endpoints.
+        /// The API (or an attempt: a 410, a failure streak) changed applications or endpoints since
+        /// the loop last loaded endpoints.
         var endpointsChanged = false
     }
 
@@ -71,8 +72,10 @@ public final class Dispatcher: Service, Sendable {
         self.now = now
         var processorConfiguration = configuration.processor
         processorConfiguration.requestTimeout = min(processorConfiguration.requestTimeout, configuration.leaseDuration / 2)
+        let state = self.state
         self.processor = DeliveryProcessor(store: store, transport: transport, configuration: processorConfiguration,
-                                           now: now, metrics: metrics, logger: logger)
+                                           now: now, metrics: metrics, logger: logger,
+                                           endpointChanged: { state.withLockedValue { $0.endpointsChanged = true } })
     }
 
     /// Attempts in flight right now: requests not answered yet, and attempts not recorded yet.

@@ -287,4 +287,20 @@ struct DeliveryProcessorAnsweredTests {
         #expect(try await fixture.processor(transport).process(claimed, endpoint: fixture.endpoint, message: nil, answered: gone.signal(transport)) == nil)
         #expect(gone.all == [0], "a deleted message: nothing recorded, still one signal")
     }
+
+    /// The dispatcher keeps copies of endpoints: a processor that changes one must say so.
+    @Test func anEndpointTheProcessorDisablesIsReported() async throws {
+        let fixture = try await Fixture.make()
+        let changes = NIOLockedValueBox(0)
+        let processor = DeliveryProcessor(store: fixture.store, transport: FakeTransport([.status(204), .status(410)]),
+                                          now: { fixture.clock.now }, logger: Logger(label: "test"),
+                                          endpointChanged: { changes.withLockedValue { $0 += 1 } })
+        _ = try await processor.process(try await fixture.claim(), endpoint: fixture.endpoint, message: fixture.message)
+        #expect(changes.withLockedValue { $0 } == 0, "a healthy endpoint succeeding changes nothing")
+        let second = Message(appID: fixture.app.id, eventType: "user.created", payload: Array("{}".utf8), createdAt: fixture.clock.now)
+        _ = try await fixture.store.publish(PublishRequest(message: second))
+        _ = try await processor.process(try await fixture.claim(), endpoint: fixture.endpoint, message: second)
+        #expect(try await fixture.store.endpoint(app: fixture.app.id, ref: fixture.endpoint.id.rawValue)?.disabled == true)
+        #expect(changes.withLockedValue { $0 } == 1, "410 Gone disabled it")
+    }
 }
