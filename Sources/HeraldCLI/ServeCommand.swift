@@ -170,14 +170,14 @@ struct ServeSettings {
         if command.svixHeaders || ["1", "true", "yes"].contains(environment["HERALD_SVIX_HEADERS"]?.lowercased() ?? "") {
             configuration.sendSvixHeaders = true
         }
-        if let (text, name) = value(command.deliveryConcurrency, "HERALD_DELIVERY_CONCURRENCY") {
+        /// A concurrency limit from a flag or its variable: 1 to 4096.
+        func concurrency(_ flag: String?, _ variable: String) throws -> Int? {
+            guard let (text, name) = value(flag, variable) else { return nil }
             guard let count = Int(text), (1...4096).contains(count) else { throw CLIError("\(name): '\(text)' is not a number from 1 to 4096") }
-            configuration.deliveryConcurrency = count
+            return count
         }
-        if let (text, name) = value(command.endpointConcurrency, "HERALD_ENDPOINT_CONCURRENCY") {
-            guard let count = Int(text), (1...4096).contains(count) else { throw CLIError("\(name): '\(text)' is not a number from 1 to 4096") }
-            configuration.perEndpointConcurrency = count
-        }
+        if let count = try concurrency(command.deliveryConcurrency, "HERALD_DELIVERY_CONCURRENCY") { configuration.deliveryConcurrency = count }
+        if let count = try concurrency(command.endpointConcurrency, "HERALD_ENDPOINT_CONCURRENCY") { configuration.perEndpointConcurrency = count }
         var level = Logger.Level.info
         if let (text, name) = value(command.logLevel, "HERALD_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: text.lowercased()) else { throw CLIError("\(name): '\(text)' is not a log level") }

@@ -62,9 +62,10 @@ public struct DeliveryProcessor: Sendable {
     @discardableResult
     public func process(_ claimed: Delivery, endpoint: Endpoint?, message: Message?,
                         answered: (@Sendable () -> Void)? = nil) async throws -> Delivery? {
-        var answerPending = answered != nil
+        var answered = answered
         func markAnswered() {
-            if answerPending { answerPending = false; answered?() }
+            answered?()
+            answered = nil
         }
         defer { markAnswered() }
         var logger = self.logger

@@ -11,7 +11,7 @@ struct DeliveryWakeupTests {
         #expect(!wakeup.hasNewWork)
         wakeup.nudge()
         #expect(!wakeup.hasNewWork, "a freed slot or a hand-over is not stored work")
-        await wakeup.wait(upTo: .seconds(10))  // the nudge is not lost: this returns at once
+        await wakeup.wait(upTo: .seconds(10))  // consumes the nudge
         wakeup.signal()
         #expect(wakeup.hasNewWork)
         await wakeup.wait(upTo: .seconds(10))
