@@ -35,6 +35,12 @@ struct BenchDeliverCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Approximate payload size.", valueName: "bytes")) var payloadBytes: Int = 256
     @Option(help: ArgumentHelp("A server's process id, to report its peak memory (repeatable).", valueName: "pid")) var serverPid: [Int] = []
     @Option(help: "Seconds to wait for every delivery.") var deadline: Double = 300
+    @Option(help: ArgumentHelp("The publishing client: nio (plain keep-alive HTTP/1.1 connections, the lightest load generator) or client (AsyncHTTPClient, one task per publish).", valueName: "kind"))
+    var publisher: PublisherKind = .nio
+
+    enum PublisherKind: String, ExpressibleByArgument, CaseIterable {
+        case nio, client
+    }
 
     func validate() throws {
         guard count > 0, endpoints > 0, concurrency > 0 else { throw ValidationError("-n, -m and -c must be at least 1") }
@@ -63,16 +69,21 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(concurrency, 64))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.runService(gracefulShutdownSignals: []) }
-            let started = ContinuousClock.now
-            while portBox.withLockedValue({ $0 }) == nil {
-                guard ContinuousClock.now - started < .seconds(10) else { throw CLIError("the bench receiver did not start") }
-                try await Task.sleep(for: .milliseconds(10))
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await app.runService(gracefulShutdownSignals: []) }
+                let started = ContinuousClock.now
+                while portBox.withLockedValue({ $0 }) == nil {
+                    guard ContinuousClock.now - started < .seconds(10) else { throw CLIError("the bench receiver did not start") }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                let port = portBox.withLockedValue { $0! }
+                try await measure(client: client, bases: bases, receiverPort: port, receiver: receiver, secret: secret)
+                group.cancelAll()
             }
-            let port = portBox.withLockedValue { $0! }
-            try await measure(client: client, bases: bases, receiverPort: port, receiver: receiver, secret: secret)
-            group.cancelAll()
+        } catch {
+            try? await client.shutdown()  // a client must be shut down before it is released, on every path
+            throw error
         }
         try await client.shutdown()
     }
@@ -98,7 +109,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         }
         let filler = String(repeating: "x", count: max(0, payloadBytes - 50))
         // The index leads the payload so the receiver can match an arrival to its send time.
-        func payload(_ index: Int) -> [UInt8] { Array(#"{"i":\#(index),"type":"bench.event","data":"\#(filler)"}"#.utf8) }
+        @Sendable func payload(_ index: Int) -> [UInt8] { Array(#"{"i":\#(index),"type":"bench.event","data":"\#(filler)"}"#.utf8) }
         let publishURLs = bases.map { "\($0)/api/v1/app/\(appID)/msg" }
         receiver.expect(count * endpoints)
 
@@ -107,32 +118,39 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let idleBefore = Self.machineIdle()
         let begin = ContinuousClock.now
         let errors = NIOLockedValueBox(0)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var next = 0
-            let interval: Duration? = rate.map { .nanoseconds(Int64(1e9 / $0)) }
-            func add() {
-                let index = next
-                next += 1
-                group.addTask {
-                    if let interval {
-                        let due = begin + interval * index
-                        if due > .now { try await Task.sleep(until: due) }
-                    }
-                    var request = HTTPClientRequest(url: publishURLs[index % publishURLs.count])
-                    request.method = .POST
-                    request.headers.add(name: "authorization", value: "Bearer \(token)")
-                    request.headers.add(name: "content-type", value: "application/json")
-                    let eventID = "bench-\(index)"
-                    request.body = .bytes(ByteBuffer(bytes: Array(#"{"eventType":"bench.event","eventId":"\#(eventID)","payload":"#.utf8) + payload(index) + Array("}".utf8)))
-                    receiver.published(index, at: ContinuousClock.now)
-                    let response = try await client.execute(request, timeout: .seconds(60))
-                    _ = try await response.body.collect(upTo: 1 << 20)
-                    if response.status.code != 202 { errors.withLockedValue { $0 += 1 } }
+        let interval: Duration? = rate.map { .nanoseconds(Int64(1e9 / $0)) }
+        @Sendable func publishBody(_ index: Int) -> [UInt8] {
+            Array(#"{"eventType":"bench.event","eventId":"bench-\#(index)","payload":"#.utf8) + payload(index) + Array("}".utf8)
+        }
+        switch publisher {
+        case .nio:
+            let targets = try bases.map { base -> BenchPublisher.Target in
+                guard let parsed = URL(string: base), parsed.scheme == "http", let host = parsed.host else {
+                    throw CLIError("--url \(base): the NIO publisher needs an http:// URL with a host")
                 }
+                return BenchPublisher.Target(host: host, port: parsed.port ?? 80, path: parsed.path + "/api/v1/app/\(appID)/msg")
             }
-            let inFlight = rate == nil ? concurrency : count
-            for _ in 0..<min(inFlight, count) { add() }
-            while try await group.next() != nil { if next < count { add() } }
+            let failed = try await BenchPublisher(
+                targets: targets, token: token, count: count, connections: concurrency, interval: interval, begin: begin,
+                body: publishBody, willSend: { receiver.published($0, at: ContinuousClock.now) }
+            ).run()
+            errors.withLockedValue { $0 = failed }
+        case .client:
+            try await Self.forEach(count, inFlight: rate == nil ? concurrency : count) { index in
+                if let interval {
+                    let due = begin + interval * index
+                    if due > .now { try await Task.sleep(until: due) }
+                }
+                var request = HTTPClientRequest(url: publishURLs[index % publishURLs.count])
+                request.method = .POST
+                request.headers.add(name: "authorization", value: "Bearer \(token)")
+                request.headers.add(name: "content-type", value: "application/json")
+                request.body = .bytes(ByteBuffer(bytes: publishBody(index)))
+                receiver.published(index, at: ContinuousClock.now)
+                let response = try await client.execute(request, timeout: .seconds(60))
+                _ = try await response.body.collect(upTo: 1 << 20)
+                if response.status.code != 202 { errors.withLockedValue { $0 += 1 } }
+            }
         }
         let publishDone = ContinuousClock.now
         let expected = (count - errors.withLockedValue { $0 }) * endpoints
@@ -146,27 +164,18 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let rawCount = count * endpoints
         receiver.reset()
         let rawBegin = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var next = 0
-            func add() {
-                let index = next
-                next += 1
-                group.addTask {
-                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(receiverPort)/e/\(index % endpoints)")
-                    request.method = .POST
-                    let id = "raw_\(index)"
-                    let body = payload(index % count)
-                    let signature = try StandardWebhook(keys: [.secret(secret)]).signature(payload: body, id: id, timestamp: Int64(Date().timeIntervalSince1970))
-                    request.headers.add(name: "content-type", value: "application/json")
-                    request.headers.add(name: "webhook-id", value: id)
-                    request.headers.add(name: "webhook-signature", value: signature)
-                    request.body = .bytes(ByteBuffer(bytes: body))
-                    let response = try await client.execute(request, timeout: .seconds(60))
-                    _ = try await response.body.collect(upTo: 1 << 20)
-                }
-            }
-            for _ in 0..<min(64, rawCount) { add() }
-            while try await group.next() != nil { if next < rawCount { add() } }
+        try await Self.forEach(rawCount, inFlight: 64) { index in
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(receiverPort)/e/\(index % endpoints)")
+            request.method = .POST
+            let id = "raw_\(index)"
+            let body = payload(index % count)
+            let signature = try StandardWebhook(keys: [.secret(secret)]).signature(payload: body, id: id, timestamp: Int64(Date().timeIntervalSince1970))
+            request.headers.add(name: "content-type", value: "application/json")
+            request.headers.add(name: "webhook-id", value: id)
+            request.headers.add(name: "webhook-signature", value: signature)
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await client.execute(request, timeout: .seconds(60))
+            _ = try await response.body.collect(upTo: 1 << 20)
         }
         let rawElapsed = ContinuousClock.now - rawBegin
 
@@ -178,7 +187,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let delivered = latencies.count
         let e2eRate = Double(delivered) / seconds(end - begin)
         let rawRate = Double(rawCount) / seconds(rawElapsed)
-        print("mode:                   \(rate.map { "paced at \($0) msg/s" } ?? "saturated, \(concurrency) publishers"), \(bases.count) node(s)")
+        print("mode:                   \(rate.map { "paced at \($0) msg/s" } ?? "saturated, \(concurrency) publishers"), \(bases.count) node(s), \(publisher.rawValue) publisher")
         print("messages × endpoints:   \(count) × \(endpoints) = \(count * endpoints) deliveries; publish errors \(errors.withLockedValue { $0 })")
         print("all delivered:          \(allArrived ? "yes" : "NO") (\(delivered) arrived)")
         print(String(format: "publish rate:           %.0f msg/s", Double(count) / seconds(publishDone - begin)))
@@ -204,6 +213,20 @@ struct BenchDeliverCommand: AsyncParsableCommand {
 }
 
 extension BenchDeliverCommand {
+    /// Runs `work` for indices `0..<count`, at most `inFlight` at once: fill the slots, wait for one, refill.
+    static func forEach(_ count: Int, inFlight: Int, _ work: @escaping @Sendable (Int) async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func add() {
+                let index = next
+                next += 1
+                group.addTask { try await work(index) }
+            }
+            for _ in 0..<min(inFlight, count) { add() }
+            while try await group.next() != nil { if next < count { add() } }
+        }
+    }
+
     /// The machine's idle and total CPU time so far, in ticks of all cores (Linux `/proc/stat`).
     static func machineIdle() -> (idle: Double, total: Double)? {
         guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
