@@ -1,4 +1,5 @@
 import HeraldCore
+import Synchronization
 
 /// Group commit for `publish`: concurrent requests that arrive while a transaction is being
 /// committed wait here, and the next transaction commits them all with one fsync.
@@ -8,7 +9,10 @@ import HeraldCore
 /// request, so one request's conflict rolls back only that request), resumes each caller with its
 /// own result, and loops while requests keep arriving. Requests that arrive during a commit form the
 /// next batch, so under load the batch grows with the commit latency and a lone request pays no wait.
-actor WriteBatcher<Request: Sendable, Output: Sendable> {
+///
+/// A lock guards the queue rather than an actor: every publish and every attempt record passes
+/// through here, and an actor would cost each of them a hop onto its executor.
+final class WriteBatcher<Request: Sendable, Output: Sendable>: Sendable {
     /// Runs a batch in one transaction: one result per request, in order. Throws when the
     /// transaction as a whole failed (then nothing was written and every request gets the error).
     typealias Executor = @Sendable ([Request]) async throws -> [Result<Output, StoreError>]
@@ -18,13 +22,17 @@ actor WriteBatcher<Request: Sendable, Output: Sendable> {
         let continuation: CheckedContinuation<Output, any Error>
     }
 
+    private struct Queue {
+        var waiting: [Waiter] = []
+        var draining = false
+    }
+
     private let maxBatch: Int
     private let execute: Executor
-    private var waiting: [Waiter] = []
-    private var draining = false
+    private let queue = Mutex(Queue())
 
     /// How many requests wait for the next batch (for tests).
-    var waitingCount: Int { waiting.count }
+    var waitingCount: Int { queue.withLock { $0.waiting.count } }
 
     init(maxBatch: Int, execute: @escaping Executor) {
         self.maxBatch = max(1, maxBatch)
@@ -34,18 +42,32 @@ actor WriteBatcher<Request: Sendable, Output: Sendable> {
     /// Runs `request` in the next batch; returns once that batch has committed.
     func submit(_ request: Request) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
-            waiting.append(Waiter(request: request, continuation: continuation))
-            if !draining {
-                draining = true
-                Task { await self.drain() }
+            let startDrain = queue.withLock { queue -> Bool in
+                queue.waiting.append(Waiter(request: request, continuation: continuation))
+                guard !queue.draining else { return false }
+                queue.draining = true
+                return true
             }
+            if startDrain { Task { await self.drain() } }
+        }
+    }
+
+    /// Takes up to `maxBatch` waiting requests, or ends the drain (under the same lock, so a request
+    /// that arrives just after finds `draining` false and starts the next one).
+    private func nextBatch() -> [Waiter]? {
+        queue.withLock { queue in
+            guard !queue.waiting.isEmpty else {
+                queue.draining = false
+                return nil
+            }
+            let batch = Array(queue.waiting.prefix(maxBatch))
+            queue.waiting.removeFirst(batch.count)
+            return batch
         }
     }
 
     private func drain() async {
-        while !waiting.isEmpty {
-            let batch = Array(waiting.prefix(maxBatch))
-            waiting.removeFirst(batch.count)
+        while let batch = nextBatch() {
             do {
                 let results = try await execute(batch.map(\.request))
                 for (waiter, result) in zip(batch, results) {
@@ -60,7 +82,6 @@ actor WriteBatcher<Request: Sendable, Output: Sendable> {
                 for waiter in batch { waiter.continuation.resume(throwing: failure) }
             }
         }
-        draining = false
     }
 }
 

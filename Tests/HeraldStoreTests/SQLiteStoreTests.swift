@@ -241,7 +241,7 @@ struct SQLiteStoreTests {
                 return outcomes
             }
         }
-        try await waitUntil { await batcher.waitingCount == 10 }
+        try await waitUntil { batcher.waitingCount == 10 }
         await gate.open()
         #expect(try await first.message.eventID == "first")
         let results = await outcomes.value
