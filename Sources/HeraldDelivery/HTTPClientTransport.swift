@@ -39,21 +39,13 @@ public final class HTTPClientTransport: WebhookTransport {
         return configuration
     }
 
-    /// The event loops the clients run on: the process's own, handed out in turn.
-    ///
-    /// AsyncHTTPClient starts each request on `group.any()`, and the singleton group's `any()` is the
-    /// calling thread's own loop when there is one. Herald runs its tasks on those loops, so every
-    /// request the dispatcher started (and every connection it opened, and every answer's task) would
-    /// pile onto one loop while the other sat partly idle. In turn, both cores share the work.
-    static let eventLoops = RoundRobinEventLoopGroup(MultiThreadedEventLoopGroup.singleton)
-
     private func client(host: String, address: IPAddress) -> HTTPClient {
         let key = "\(host)|\(address)"
         return clients.withLockedValue { clients in
             if let existing = clients.byKey[key] { return existing }
             var configuration = Self.clientConfiguration()
             configuration.dnsOverride = [host: address.description]
-            let client = HTTPClient(eventLoopGroupProvider: .shared(Self.eventLoops), configuration: configuration)
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             clients.byKey[key] = client
             clients.order.append(key)
             if clients.order.count > maxClients {
