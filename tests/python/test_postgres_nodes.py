@@ -203,7 +203,7 @@ class TimedReceiver:
         return self.base + path
 
     def _handle(self, handler):
-        started = time.monotonic()  # the request line and headers are in: the sender was alive until now
+        started = time.monotonic()  # the request line and headers are in (the sender may have died since sending them)
         length = int(handler.headers.get("content-length", "0"))
         body = handler.rfile.read(length)
         headers = {k.lower(): v for k, v in handler.headers.items()}
@@ -287,6 +287,7 @@ def percentile(values, fraction):
 
 MESSAGES = 2000
 PUBLISH_THREADS = 8
+RECORD_SLACK = 2.0        # seconds: an attempt answered this long before the kill was recorded by then
 KILL_AT_ACCEPTED = 800    # ~40 % of the publishes
 PUBLISH_DEADLINE = 60.0
 DRAIN_DEADLINE = 40.0     # after the last publish: lease (5 s) + retries + the backlog
@@ -393,7 +394,7 @@ def test_two_nodes_share_the_work_and_survive_a_kill9(pg_url):
         killing.set()
         kill_sent = time.monotonic()
         node_a.kill9()
-        kill_time = time.monotonic()  # node A is dead (waited for): every request it sent started before this
+        kill_time = time.monotonic()  # node A is dead (waited for): it sent every request of its before this
         killed.set()
         accepted_at_kill = accepted_count()
 
@@ -422,7 +423,7 @@ def test_two_nodes_share_the_work_and_survive_a_kill9(pg_url):
         # A request node A was still writing when it died arrives cut off (fewer bytes than its Content-Length):
         # not a delivery, and only allowed from A before the kill.
         cut_off = [h for h in hits if h.cut_off]
-        assert all(h.node == "A" and h.start < kill_time for h in cut_off), cut_off
+        assert all(h.node == "A" for h in cut_off), cut_off
         hits = [h for h in hits if not h.cut_off]
         # Every request is a correctly signed delivery of a message accepted here, with the published bytes.
         unverified = [h for h in hits if not h.verified]
@@ -445,8 +446,15 @@ def test_two_nodes_share_the_work_and_survive_a_kill9(pg_url):
             s = final_stats[endpoint_id]
             assert s["fail"] == 0 and s["success"] == len(accepted), (path, s)
 
-        # No (message, endpoint) pair in flight twice at once, unless one of the two requests was node A's,
-        # started before the kill (its lease expired and node B took the delivery over).
+        # Every request node A sent, it sent before kill_time (A was dead by then), though the receiver may read
+        # one a few milliseconds after it: the bytes wait in the socket (seen in CI: read 0.01 s after the kill
+        # and answered to a dead socket). So a request from A is dated by the node, not by `start`. Its outcome
+        # may never have been recorded if the receiver answered it shortly before the kill, or after it.
+        def cut_short_by_the_kill(h):
+            return h.node == "A" and (h.finish is None or h.finish > kill_sent - RECORD_SLACK)
+
+        # No (message, endpoint) pair in flight twice at once, unless one of the two requests was node A's
+        # (its lease expired and node B took the delivery over).
         by_pair = {}
         for h in hits:
             by_pair.setdefault((h.webhook_id, h.path), []).append(h)
@@ -456,7 +464,7 @@ def test_two_nodes_share_the_work_and_survive_a_kill9(pg_url):
             for i, first in enumerate(pair_hits):
                 for second in pair_hits[i + 1:]:
                     if second.start < first.finish:
-                        if (first.start < kill_time and first.node == "A") or (second.start < kill_time and second.node == "A"):
+                        if first.node == "A" or second.node == "A":
                             explained_overlaps += 1
                         else:
                             overlaps.append((first, second))
@@ -464,7 +472,7 @@ def test_two_nodes_share_the_work_and_survive_a_kill9(pg_url):
             # A repeat is expected after a delivery node A had sent before it died (its outcome was never
             # recorded), or after an attempt that failed (a timeout, say: then the attempt log shows it).
             for earlier, later in zip(pair_hits, pair_hits[1:]):
-                if not (earlier.node == "A" and earlier.start < kill_time):
+                if not cut_short_by_the_kill(earlier):
                     unexplained_duplicates.append((pair, earlier, later))
         endpoint_by_path = endpoint_ids
         failed_attempts = 0
@@ -476,7 +484,7 @@ def test_two_nodes_share_the_work_and_survive_a_kill9(pg_url):
                 failed_attempts += 1
         assert not overlaps, f"{len(overlaps)} pairs delivered concurrently twice: {overlaps[:3]}"
         assert not unexplained_duplicates, (f"{len(unexplained_duplicates)} repeated deliveries not explained by the kill "
-                                            f"or a failed attempt: {unexplained_duplicates[:3]}")
+                                            f"or a failed attempt (kill sent at {kill_sent:.3f}, node A dead at {kill_time:.3f}): {unexplained_duplicates[:3]}")
 
         # Both nodes delivered while both were up.
         nodes_before_kill = {h.node for h in before_kill}
