@@ -132,21 +132,20 @@ struct BenchDeliverCommand: AsyncParsableCommand {
             }
             let failed = try await BenchPublisher(
                 targets: targets, token: token, count: count, connections: concurrency, interval: interval, begin: begin,
-                body: publishBody, willSend: { receiver.published($0, at: ContinuousClock.now) }
+                body: publishBody, willSend: { receiver.published($0, at: $1) }
             ).run()
             errors.withLockedValue { $0 = failed }
         case .client:
             try await Self.forEach(count, inFlight: rate == nil ? concurrency : count) { index in
-                if let interval {
-                    let due = begin + interval * index
-                    if due > .now { try await Task.sleep(until: due) }
-                }
+                // Paced: latency counts from when the publish was due, so a late send counts its wait.
+                let due = interval.map { begin + $0 * index }
+                if let due, due > .now { try await Task.sleep(until: due) }
                 var request = HTTPClientRequest(url: publishURLs[index % publishURLs.count])
                 request.method = .POST
                 request.headers.add(name: "authorization", value: "Bearer \(token)")
                 request.headers.add(name: "content-type", value: "application/json")
                 request.body = .bytes(ByteBuffer(bytes: publishBody(index)))
-                receiver.published(index, at: ContinuousClock.now)
+                receiver.published(index, at: due ?? .now)
                 let response = try await client.execute(request, timeout: .seconds(60))
                 _ = try await response.body.collect(upTo: 1 << 20)
                 if response.status.code != 202 { errors.withLockedValue { $0 += 1 } }

@@ -27,8 +27,10 @@ struct BenchPublisher: Sendable {
     let interval: Duration?
     let begin: ContinuousClock.Instant
     let body: @Sendable (Int) -> [UInt8]
-    /// Called just before message `i` is written.
-    let willSend: @Sendable (Int) -> Void
+    /// Called just before message `i` is written, with the time its latency counts from: when it
+    /// was due in paced mode (a publish sent late, because every connection was busy, counts its
+    /// wait too), or now.
+    let willSend: @Sendable (Int, ContinuousClock.Instant) -> Void
 
     /// Publishes every message; returns how many were not answered `202 Accepted`.
     func run() async throws -> Int {
@@ -141,7 +143,7 @@ struct BenchPublisher: Sendable {
             headers.add(name: "content-type", value: "application/json")
             headers.add(name: "content-length", value: String(bytes.count))
             let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path, headers: headers)
-            publisher.willSend(index)
+            publisher.willSend(index, publisher.interval.map { publisher.begin + $0 * index } ?? .now)
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

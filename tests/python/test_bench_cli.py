@@ -59,6 +59,7 @@ def test_a_node_that_cannot_be_reached_stops_the_bench_with_one_line(server_fact
 @pytest.mark.parametrize("args, message", [
     (["--token", "wrong-token-0123456789"], "401"),
     (["--url", "ftp://127.0.0.1:1"], ""),
+    (["--publisher", "curl"], "--publisher"),
 ])
 def test_bench_deliver_bad_input_is_one_line(server_factory, args, message):
     server = server_factory(role=None, extra_args=["--allow-network", "127.0.0.0/8"])
