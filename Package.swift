@@ -145,7 +145,8 @@ var targets: [Target] = [
         name: "HeraldStoreTests",
         dependencies: ["HeraldCore", "HeraldSQLite", "HeraldPostgres", "HeraldTesting",
                        .product(name: "Logging", package: "swift-log"),
-                       .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+                       .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                       .product(name: "PostgresNIO", package: "postgres-nio")],
         swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -35,6 +35,15 @@ enum PostgresErrorMapping {
         return StoreError(.unavailable, "the database is unreachable (\(reason(error)))")
     }
 
+    /// The SQLSTATE of a server error, looking inside a failed transaction.
+    static func sqlState(_ error: any Error) -> String? {
+        if let error = error as? PostgresTransactionError {
+            return (error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError).flatMap(sqlState)
+        }
+        guard let error = error as? PSQLError, error.code == .server else { return nil }
+        return error.serverInfo?[.sqlState]
+    }
+
     /// A short reason, safe to show: PSQLError's code, or the error type.
     static func reason(_ error: any Error) -> String {
         if let error = error as? StoreError { return error.message }

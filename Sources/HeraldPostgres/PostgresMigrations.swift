@@ -20,44 +20,63 @@ enum PostgresMigrations {
         let statements: [String]
     }
 
-    /// The key of the advisory lock the runner holds ("herald" in ASCII).
+    /// The seed of the advisory lock the runner holds ("herald" in ASCII). The lock's key is the
+    /// schema's name hashed with this seed, so deployments in different schemas of one database
+    /// migrate independently; nodes of one deployment share the schema, hence the lock.
     static let lockKey: Int64 = 0x68_65_72_61_6C_64
 
     static let all: [Migration] = [
         Migration(name: "v1-schema", statements: v1),
     ]
 
-    /// Applies every migration not applied yet, in one transaction under the advisory lock. Throws
-    /// a `.corrupt` `StoreError` when the database was migrated by a newer Herald.
-    static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
-        try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
-            if let schema {
-                // A plain identifier, checked by the configuration.
-                try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""), logger: logger)
-            }
-            try await connection.query("""
-                CREATE TABLE IF NOT EXISTS herald_migrations (
-                    name TEXT PRIMARY KEY,
-                    applied_at DOUBLE PRECISION NOT NULL
-                )
-                """, logger: logger)
-            var applied: Set<String> = []
-            for try await name in try await connection.query("SELECT name FROM herald_migrations", logger: logger).decode(String.self) {
-                applied.insert(name)
-            }
-            let known = Set(all.map(\.name))
-            if let unknown = applied.subtracting(known).sorted().first {
-                throw StoreError(.corrupt, "the database was migrated by a newer Herald (migration '\(unknown)'); run that version or newer")
-            }
-            for migration in all where !applied.contains(migration.name) {
-                logger.info("applying migration", metadata: ["herald.migration": "\(migration.name)"])
-                for statement in migration.statements {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+    /// Applies every migration not applied yet, in one transaction under the schema's advisory
+    /// lock. Throws a `.corrupt` `StoreError` when the database was migrated by a newer Herald, and
+    /// an `.unavailable` one naming the wait when the lock or a table stays held for `timeout`.
+    ///
+    /// Every statement's rows are read to the end: PostgresNIO reports an error that comes after
+    /// a statement's row description (a lock wait cut short, say) only to whoever reads the rows,
+    /// and an unread one would surface as the next statement's "transaction aborted" (25P02).
+    static func migrate(client: PostgresClient, schema: String?, timeout: Duration, logger: Logger) async throws {
+        // The server gives up well before the caller's deadline (which also covers connecting), so
+        // its reason is the one seen.
+        let serverTimeout = timeout * 3 / 4
+        let milliseconds = max(500, Int(serverTimeout.components.seconds) * 1000 + Int(serverTimeout.components.attoseconds / 1_000_000_000_000_000))
+        do {
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.rows(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(milliseconds)"), logger: logger)
+                try await connection.rows("SELECT pg_advisory_xact_lock(hashtextextended(\(schema ?? ""), \(lockKey)))", logger: logger)
+                if let schema {
+                    // A plain identifier, checked by the configuration.
+                    try await connection.rows(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""), logger: logger)
                 }
-                let now = Date().timeIntervalSinceReferenceDate
-                try await connection.query("INSERT INTO herald_migrations (name, applied_at) VALUES (\(migration.name), \(now))", logger: logger)
+                try await connection.rows("""
+                    CREATE TABLE IF NOT EXISTS herald_migrations (
+                        name TEXT PRIMARY KEY,
+                        applied_at DOUBLE PRECISION NOT NULL
+                    )
+                    """, logger: logger)
+                var applied: Set<String> = []
+                for try await name in try await connection.query("SELECT name FROM herald_migrations", logger: logger).decode(String.self) {
+                    applied.insert(name)
+                }
+                let known = Set(all.map(\.name))
+                if let unknown = applied.subtracting(known).sorted().first {
+                    throw StoreError(.corrupt, "the database was migrated by a newer Herald (migration '\(unknown)'); run that version or newer")
+                }
+                for migration in all where !applied.contains(migration.name) {
+                    logger.info("applying migration", metadata: ["herald.migration": "\(migration.name)"])
+                    for statement in migration.statements {
+                        try await connection.rows(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    let now = Date().timeIntervalSinceReferenceDate
+                    try await connection.rows("INSERT INTO herald_migrations (name, applied_at) VALUES (\(migration.name), \(now))", logger: logger)
+                }
             }
+        } catch {
+            if PostgresErrorMapping.sqlState(error) == "57014" {
+                throw StoreError(.unavailable, "the schema stayed locked for \(serverTimeout) (another node migrating it, or a session holding one of its tables); nothing was changed (SQLSTATE 57014)")
+            }
+            throw error
         }
     }
 

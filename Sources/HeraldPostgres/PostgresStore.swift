@@ -69,7 +69,8 @@ public final class PostgresStore: HeraldStore {
                                   sealer: sealer, logger: logger)
         do {
             try await withDeadline(configuration.startupTimeout) {
-                try await PostgresMigrations.migrate(client: client, schema: configuration.schema, logger: logger)
+                try await PostgresMigrations.migrate(client: client, schema: configuration.schema,
+                                                     timeout: configuration.startupTimeout, logger: logger)
             }
         } catch {
             await store.close()

@@ -36,7 +36,8 @@ actor WorkAnnouncer {
         repeat {
             again = false
             do {
-                try await client.query("SELECT pg_notify('herald_deliveries', \(nodeID))", logger: logger)
+                // Read to the end: an error after the row description reaches only the rows' reader.
+                for try await _ in try await client.query("SELECT pg_notify('herald_deliveries', \(nodeID))", logger: logger) {}
             } catch {
                 logger.debug("could not announce new deliveries", metadata: ["herald.error": "\(PostgresErrorMapping.reason(error))"])
             }

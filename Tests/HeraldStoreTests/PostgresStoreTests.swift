@@ -4,6 +4,7 @@ import HeraldCore
 @testable import HeraldPostgres
 import HeraldTesting
 import Logging
+import PostgresNIO
 import Testing
 
 /// Connects a store to a fresh schema of the test server, runs `body`, then drops the schema.
@@ -80,6 +81,70 @@ struct PostgresStoreTests {
         await again.close()
         try await stores[0].dropSchema()
         for store in stores { await store.close() }
+    }
+
+    /// Deployments in different schemas of one server start independently; a node whose own
+    /// schema stays locked waits for it, and gives up after its start-up timeout with the reason.
+    @Test func aLockedSchemaHoldsOnlyItsOwnNodesAndTheirErrorSaysWhy() async throws {
+        try await withPostgresStore { store in
+            let schema = try #require(store.configuration.schema)
+            var logger = Logger(label: "herald.test.postgres.locked")
+            logger.logLevel = .critical
+            // A session holds schema A's migration table, as a long migration would.
+            let (locked, isLocked) = AsyncStream<Void>.makeStream()
+            let (released, release) = AsyncStream<Void>.makeStream()
+            let holder = Task { [logger] in
+                try await store.transaction { connection in
+                    try await connection.rows("LOCK TABLE herald_migrations IN ACCESS EXCLUSIVE MODE", logger: logger)
+                    isLocked.yield()
+                    for await _ in released { break }
+                }
+            }
+            for await _ in locked { break }
+
+            // A node of schema A waits behind it...
+            let waiterDone = Mutex(false)
+            var patient = store.configuration
+            patient.startupTimeout = .seconds(60)
+            let waiter = Task { [patient, logger] in
+                defer { waiterDone.withLock { $0 = true } }
+                return try await PostgresStore.connect(configuration: patient, sealer: XORSealer(), logger: logger)
+            }
+            try await waitUntil("the node of schema A waits for the lock") {
+                let rows = try await store.rows(PostgresQuery(unsafeSQL:
+                    "SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = '\"\(schema)\".herald_migrations'::regclass"))
+                return try rows.first?.value("n", as: Int.self) ?? 0 > 0
+            }
+
+            // ...another with a short start-up timeout gives up, saying why (the lock, not an
+            // "aborted transaction")...
+            var hasty = store.configuration
+            hasty.startupTimeout = .seconds(8)
+            let error = await #expect(throws: StoreError.self) {
+                _ = try await PostgresStore.connect(configuration: hasty, sealer: XORSealer(), logger: logger)
+            }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("stayed locked") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("25P02") == false, "\(String(describing: error))")
+
+            // ...while a deployment in another schema of the same server starts meanwhile.
+            var other = try PostgresStore.Configuration(url: try #require(TestPostgres.freshSchemaURL()))
+            other.startupTimeout = .seconds(60)
+            let otherStore = try await PostgresStore.connect(configuration: other, sealer: XORSealer(), logger: logger)
+            #expect(!waiterDone.withLock { $0 }, "the other schema's node started only after schema A's node gave up")
+            try await otherStore.createApplication(Application(name: "B"))
+            try await otherStore.dropSchema()
+            await otherStore.close()
+
+            // Once the lock goes, the waiting node starts and sees schema A's data.
+            let app = Application(name: "A")
+            try await store.createApplication(app)
+            release.yield()
+            try await holder.value
+            let second = try await waiter.value
+            #expect(try await second.application(ref: app.id.rawValue)?.name == "A")
+            await second.close()
+        }
     }
 
     @Test func aSchemaMigratedByANewerHeraldIsRefusedAndKept() async throws {
