@@ -171,12 +171,14 @@ public final class PostgresStore: HeraldStore {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
-                    let notifications = try await connection.listen(Self.notificationChannel)
-                    backoff = .milliseconds(100)
-                    onNewWork()
-                    let ownID = announcer.nodeID
-                    for try await notification in notifications where notification.payload != ownID {
+                    // The connection stops listening (UNLISTEN) before it goes back to the pool.
+                    try await connection.listen(on: Self.notificationChannel) { notifications in
+                        backoff = .milliseconds(100)
                         onNewWork()
+                        let ownID = announcer.nodeID
+                        for try await notification in notifications where notification.payload != ownID {
+                            onNewWork()
+                        }
                     }
                 }
             } catch {
