@@ -4,12 +4,23 @@ import PostgresNIO
 /// Translates PostgresNIO errors into `StoreError` at the store boundary. Messages name the failure
 /// only (a SQLSTATE, a constraint): never SQL, bound values, payloads or secrets.
 enum PostgresErrorMapping {
+    /// The error that made a transaction fail (its body's, else BEGIN's, COMMIT's or ROLLBACK's);
+    /// any other error as it is.
+    static func cause(_ error: any Error) -> any Error {
+        guard let error = error as? PostgresTransactionError else { return error }
+        return error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? StoreError(.unavailable, "transaction failed")
+    }
+
+    /// The SQLSTATE of a server error, looking inside a failed transaction.
+    static func sqlState(_ error: any Error) -> String? {
+        guard let error = cause(error) as? PSQLError, error.code == .server else { return nil }
+        return error.serverInfo?[.sqlState]
+    }
+
     static func storeError(_ error: any Error) -> StoreError {
+        let error = cause(error)
         if let error = error as? StoreError { return error }
-        if let error = error as? PostgresTransactionError {
-            return storeError(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? StoreError(.unavailable, "transaction failed"))
-        }
-        if let error = error as? PSQLError, error.code == .server, let state = error.serverInfo?[.sqlState] {
+        if let error = error as? PSQLError, let state = sqlState(error) {
             let constraint = error.serverInfo?[.constraintName] ?? ""
             switch state {
             case "23505":  // unique_violation
@@ -35,23 +46,12 @@ enum PostgresErrorMapping {
         return StoreError(.unavailable, "the database is unreachable (\(reason(error)))")
     }
 
-    /// The SQLSTATE of a server error, looking inside a failed transaction.
-    static func sqlState(_ error: any Error) -> String? {
-        if let error = error as? PostgresTransactionError {
-            return (error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError).flatMap(sqlState)
-        }
-        guard let error = error as? PSQLError, error.code == .server else { return nil }
-        return error.serverInfo?[.sqlState]
-    }
-
     /// A short reason, safe to show: PSQLError's code, or the error type.
     static func reason(_ error: any Error) -> String {
+        let error = cause(error)
         if let error = error as? StoreError { return error.message }
-        if let error = error as? PostgresTransactionError {
-            return reason(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? StoreError(.unavailable, "transaction failed"))
-        }
         if let error = error as? PSQLError {
-            if error.code == .server, let state = error.serverInfo?[.sqlState] {
+            if let state = sqlState(error) {
                 // The server's message text may quote values; the SQLSTATE says enough.
                 switch state {
                 case "28P01", "28000": return "authentication failed (SQLSTATE \(state))"

@@ -40,7 +40,7 @@ enum PostgresMigrations {
         // The server gives up well before the caller's deadline (which also covers connecting), so
         // its reason is the one seen.
         let serverTimeout = timeout * 3 / 4
-        let milliseconds = max(500, Int(serverTimeout.components.seconds) * 1000 + Int(serverTimeout.components.attoseconds / 1_000_000_000_000_000))
+        let milliseconds = max(500, Int(serverTimeout / .milliseconds(1)))
         do {
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.rows(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(milliseconds)"), logger: logger)

@@ -99,8 +99,7 @@ public final class PostgresStore: HeraldStore {
                 return
             } catch {
                 // Wrong credentials or a missing database will not fix themselves.
-                if let failure = error as? PSQLError, failure.code == .server,
-                   let state = failure.serverInfo?[.sqlState], state.hasPrefix("28") || state == "3D000" {
+                if let state = PostgresErrorMapping.sqlState(error), state.hasPrefix("28") || state == "3D000" {
                     lastError = error
                     break
                 }

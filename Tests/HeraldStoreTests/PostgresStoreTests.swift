@@ -93,6 +93,7 @@ struct PostgresStoreTests {
             // A session holds schema A's migration table, as a long migration would.
             let (locked, isLocked) = AsyncStream<Void>.makeStream()
             let (released, release) = AsyncStream<Void>.makeStream()
+            defer { release.finish() }  // Even when an expectation below throws.
             let holder = Task { [logger] in
                 try await store.transaction { connection in
                     try await connection.rows("LOCK TABLE herald_migrations IN ACCESS EXCLUSIVE MODE", logger: logger)
