@@ -103,6 +103,7 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case .notFound: return .init(.notFound, code: "not_found", error.message)
         case .conflict: return .conflict(error.message)
         case .unavailable: return .init(.serviceUnavailable, code: "unavailable", "The database is unavailable, try again")
+        case .stale: return .conflict(error.message)
         default: return .init(.internalServerError, code: "server_error", "Internal server error")
         }
     }

@@ -88,7 +88,7 @@ struct MessageController {
         let lease = handOver?.leaseForNewDeliveries()
         do {
             result = try await store.publish(PublishRequest(message: message, applicationToCreate: applicationToCreate, idempotency: record,
-                                                            claimUntil: lease))
+                                                            claimUntil: lease, claimExcept: lease == nil ? [] : handOver?.busyEndpoints() ?? []))
         } catch let error as StoreError where error.code == .conflict {
             // Another node stored the same idempotency key first: replay its answer.
             if let key = context.idempotencyKey, let existing = try await store.idempotencyRecord(key: key, now: now) {
@@ -99,11 +99,13 @@ struct MessageController {
         }
         published.increment()
         if !result.deliveries.isEmpty {
-            if lease == nil {
-                onNewWork()
-            } else if handOver?.take(result.deliveries, of: result.message) != true {
+            let claimed = result.deliveries.filter { $0.status == .sending }
+            if claimed.count < result.deliveries.count {
+                onNewWork()  // stored pending (no room, or their endpoint is busy): for a claim
+            }
+            if !claimed.isEmpty, handOver?.take(claimed, of: result.message) != true {
                 // The dispatcher stopped meanwhile: let any worker claim them now, not after the lease.
-                try? await store.releaseClaims(result.deliveries)
+                try? await store.releaseClaims(claimed)
                 onNewWork()
             }
         }

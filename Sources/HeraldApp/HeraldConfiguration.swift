@@ -78,7 +78,7 @@ public struct HeraldConfiguration: Sendable {
     /// Send `svix-*` signature headers as well as `webhook-*`.
     public var sendSvixHeaders = false
     /// Attempts in flight at once, and per endpoint.
-    public var deliveryConcurrency = 64
+    public var deliveryConcurrency = 1000
     public var perEndpointConcurrency = 16
 
     public init() {}

@@ -72,7 +72,7 @@ public struct HeraldServer: Sendable {
             dispatcherConfiguration.leaseDuration = configuration.leaseDuration ?? max(120, configuration.requestTimeout * 4)
             dispatcherConfiguration.concurrency = configuration.deliveryConcurrency
             dispatcherConfiguration.perEndpointConcurrency = configuration.perEndpointConcurrency
-            let created = Dispatcher(store: store, transport: transport, configuration: dispatcherConfiguration, logger: logger)
+            let created = Dispatcher(queue: store, transport: transport, configuration: dispatcherConfiguration, logger: logger)
             dispatcher = created
             services.append(created)
             if let postgres = store as? PostgresStore {

@@ -53,7 +53,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("svix-headers"), help: "Also send svix-id, svix-timestamp and svix-signature [HERALD_SVIX_HEADERS=1].")
     var svixHeaders = false
 
-    @Option(name: .customLong("delivery-concurrency"), help: ArgumentHelp("Attempts in flight at once [HERALD_DELIVERY_CONCURRENCY, default 64].", valueName: "n"))
+    @Option(name: .customLong("delivery-concurrency"), help: ArgumentHelp("Attempts in flight at once [HERALD_DELIVERY_CONCURRENCY, default 1000].", valueName: "n"))
     var deliveryConcurrency: String?
 
     @Option(name: .customLong("endpoint-concurrency"), help: ArgumentHelp("Attempts in flight to one endpoint at once [HERALD_ENDPOINT_CONCURRENCY, default 16].", valueName: "n"))

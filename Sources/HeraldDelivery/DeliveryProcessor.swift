@@ -20,7 +20,7 @@ public struct DeliveryProcessor: Sendable {
         public init() {}
     }
 
-    let store: any HeraldStore
+    let queue: any DeliveryQueue
     let transport: any WebhookTransport
     let configuration: Configuration
     let now: @Sendable () -> Date
@@ -30,11 +30,11 @@ public struct DeliveryProcessor: Sendable {
     /// failure streak), so that copies of it can be dropped.
     let endpointChanged: @Sendable () -> Void
 
-    public init(store: any HeraldStore, transport: any WebhookTransport, configuration: Configuration = .init(),
+    public init(queue: any DeliveryQueue, transport: any WebhookTransport, configuration: Configuration = .init(),
                 now: @escaping @Sendable () -> Date = { Date() }, metrics: DeliveryMetrics = DeliveryMetrics(), logger: Logger,
                 endpointChanged: @escaping @Sendable () -> Void = {}) {
         self.endpointChanged = endpointChanged
-        self.store = store
+        self.queue = queue
         self.transport = transport
         self.configuration = configuration
         self.now = now
@@ -46,7 +46,7 @@ public struct DeliveryProcessor: Sendable {
     /// or nil when nothing was recorded (cancelled by shutdown, or the delivery vanished).
     @discardableResult
     public func process(_ claimed: Delivery) async throws -> Delivery? {
-        try await process(claimed, targets: try await store.deliveryTargets(for: [claimed]))
+        try await process(claimed, targets: try await queue.deliveryTargets(for: [claimed]))
     }
 
     /// Processes `claimed` with its endpoint and message already loaded (the dispatcher loads a
@@ -58,9 +58,10 @@ public struct DeliveryProcessor: Sendable {
 
     /// Processes `claimed` with its endpoint and message (nil when deleted meanwhile). `answered`
     /// is called exactly once: when the request is over (answered, failed or not sent), before the
-    /// attempt is recorded, or on the way out if it is never reached.
+    /// attempt is recorded, or on the way out if it is never reached. With `failure`, nothing is
+    /// sent: a failed attempt with that reason is recorded and the delivery fails for good.
     @discardableResult
-    public func process(_ claimed: Delivery, endpoint: Endpoint?, message: Message?,
+    public func process(_ claimed: Delivery, endpoint: Endpoint?, message: Message?, failure: String? = nil,
                         answered: (@Sendable () -> Void)? = nil) async throws -> Delivery? {
         var answered = answered
         func markAnswered() {
@@ -77,12 +78,24 @@ public struct DeliveryProcessor: Sendable {
         }
 
         let response: TransportResponse
-        if endpoint.disabled && claimed.trigger != .manual {
+        var final = failure != nil
+        if let failure {
+            response = TransportResponse(outcome: .failed(failure), duration: .zero)
+        } else if endpoint.disabled && claimed.trigger != .manual {
             response = TransportResponse(outcome: .failed("endpoint is disabled"), duration: .zero)
+        } else if let reason = endpoint.unreadable {
+            // Retried on the schedule: restoring the right main key, or replacing what is damaged
+            // (a new secret), heals it.
+            response = TransportResponse(outcome: .failed("not sent: \(reason)"), duration: .zero)
         } else if let payload = message.payload {
-            let request = try makeRequest(message: message, payload: payload, endpoint: endpoint, at: started)
-            response = await transport.send(request)
-            if Task.isCancelled { return nil }  // shutting down: the lease lapses and another worker retries
+            do {
+                let request = try makeRequest(message: message, payload: payload, endpoint: endpoint, at: started)
+                response = await transport.send(request)
+                if Task.isCancelled { return nil }  // shutting down: the lease lapses and another worker retries
+            } catch {
+                response = TransportResponse(outcome: .failed("not sent: the payload could not be signed (\(error))"), duration: .zero)
+                final = true
+            }
         } else {
             response = TransportResponse(outcome: .failed("the payload was expunged"), duration: .zero)
         }
@@ -107,7 +120,7 @@ public struct DeliveryProcessor: Sendable {
         if attemptStatus == .success {
             next.status = .success
             next.nextAttemptAt = nil
-        } else if claimed.trigger == .manual || disable || endpoint.disabled || message.payload == nil {
+        } else if final || claimed.trigger == .manual || disable || endpoint.disabled || message.payload == nil {
             next.status = .fail
             next.nextAttemptAt = nil
         } else {
@@ -136,11 +149,12 @@ public struct DeliveryProcessor: Sendable {
         }
         let attempt = Attempt(
             messageID: message.id, endpointID: endpoint.id, appID: message.appID, url: endpoint.url,
-            responseStatusCode: statusCode, response: text, responseDurationMs: Int(response.duration.milliseconds),
+            responseStatusCode: statusCode, response: text, responseDurationMs: Self.milliseconds(response.duration),
             status: attemptStatus, triggerType: claimed.trigger, eventType: message.eventType, channels: message.channels,
             createdAt: started
         )
-        try await store.recordAttempt(attempt, delivery: next)
+        next.interruptedCount = 0
+        try await queue.recordAttempt(attempt, delivery: next)
         metrics.recordAttempt(status: attemptStatus, statusCode: statusCode, duration: response.duration,
                               publishToDelivery: attemptStatus == .success && claimed.attemptCount == 0 ? finished.timeIntervalSince(message.createdAt) : nil)
         logger.debug("attempt recorded", metadata: [
@@ -175,29 +189,33 @@ public struct DeliveryProcessor: Sendable {
     }
 
     /// 410 disables at once; a continuous failure longer than the limit disables; a success heals.
+    /// Each change is a narrow write of the endpoint's health (`DeliveryQueue.recordEndpointHealth`),
+    /// so it never undoes a change the API made meanwhile.
     func updateEndpointHealth(_ seen: Endpoint, succeeded: Bool, gone: Bool, at date: Date, logger: Logger) async throws {
-        // The common cases change nothing: a healthy endpoint succeeding, or a failing one whose streak is short.
-        if succeeded && seen.failingSince == nil { return }
-        if !succeeded && !gone, let since = seen.failingSince, seen.disabled || date.timeIntervalSince(since) < configuration.disableAfterFailingFor { return }
-        guard var endpoint = try await store.endpoint(app: seen.appID, ref: seen.id.rawValue) else { return }
         var changed = false
         if succeeded {
-            if endpoint.failingSince != nil { endpoint.failingSince = nil; changed = true }
+            guard seen.failingSince != nil else { return }  // the common case: healthy and succeeding
+            changed = try await queue.recordEndpointHealth(app: seen.appID, endpoint: seen.id, .healthy, at: date)
         } else {
-            if endpoint.failingSince == nil { endpoint.failingSince = date; changed = true }
-            let failingFor = date.timeIntervalSince(endpoint.failingSince ?? date)
-            if !endpoint.disabled && (gone || failingFor >= configuration.disableAfterFailingFor) {
-                endpoint.disabled = true
+            if seen.failingSince == nil {
+                changed = try await queue.recordEndpointHealth(app: seen.appID, endpoint: seen.id, .failing(since: date), at: date)
+            }
+            let failingFor = date.timeIntervalSince(seen.failingSince ?? date)
+            if !seen.disabled && (gone || failingFor >= configuration.disableAfterFailingFor),
+               try await queue.recordEndpointHealth(app: seen.appID, endpoint: seen.id, .disabled, at: date) {
                 changed = true
                 metrics.endpointDisabled()
                 logger.notice("endpoint disabled", metadata: ["herald.endpoint.reason": "\(gone ? "410 Gone" : "failing for \(Int(failingFor)) s")"])
             }
         }
-        if changed {
-            endpoint.updatedAt = date
-            try await store.updateEndpoint(endpoint)
-            endpointChanged()
-        }
+        if changed { endpointChanged() }
+    }
+
+    /// Whole milliseconds of `duration`, clamped (a stored duration never traps).
+    static func milliseconds(_ duration: Duration) -> Int {
+        let value = duration.milliseconds
+        guard value.isFinite else { return 0 }
+        return Int(min(max(value, 0), 86_400_000))
     }
 }
 

@@ -27,6 +27,19 @@ enum PostgresMigrations {
 
     static let all: [Migration] = [
         Migration(name: "v1-schema", statements: v1),
+        Migration(name: "v2-fair-queue", statements: v2),
+    ]
+
+    /// The fair queue: due deliveries are found per endpoint (a skip scan over endpoints, then the
+    /// oldest of each), not in one global due-time order; in-flight deliveries are counted per
+    /// endpoint. Endpoint rows carry a version for compare-and-set updates; deliveries count how
+    /// often their worker stopped while holding them.
+    static let v2: [String] = [
+        "ALTER TABLE endpoints ADD COLUMN version BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE deliveries ADD COLUMN interrupted_count INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX deliveries_due",
+        "CREATE INDEX deliveries_due_by_endpoint ON deliveries(endpoint_id, next_attempt_at) INCLUDE (app_id) WHERE status = 1",
+        "CREATE INDEX deliveries_sending_by_endpoint ON deliveries(endpoint_id, lease_expires_at) WHERE status = 3",
     ]
 
     /// Applies every migration not applied yet, in one transaction under the schema's advisory

@@ -90,7 +90,8 @@ enum PostgresCoding {
             attemptCount: try row.value("attempt_count"), nextAttemptAt: try row.optionalDate("next_attempt_at"),
             lastAttemptAt: try row.optionalDate("last_attempt_at"), leaseExpiresAt: try row.optionalDate("lease_expires_at"),
             trigger: try trigger(row, "trigger_type"), eventType: try row.value("event_type"),
-            channels: try row.value("channels"), createdAt: try row.date("created_at"))
+            channels: try row.value("channels"), createdAt: try row.date("created_at"),
+            interruptedCount: row.contains("interrupted_count") ? try row.value("interrupted_count", as: Int.self) : 0)
     }
 
     static func attempt(_ row: PostgresRandomAccessRow) throws -> Attempt {
@@ -118,17 +119,32 @@ enum PostgresCoding {
     }
 
     /// The endpoint in `row`, whose secrets `codec` opens.
+    /// The endpoint in `row`, whose secrets `codec` opens. Never fails on a damaged column or on
+    /// secrets sealed with another key: the endpoint comes back with `unreadable` saying why (so it
+    /// can still be listed, replaced and deleted, and its deliveries fail with that reason).
     static func endpoint(_ row: PostgresRandomAccessRow, prefix: String = "", secrets codec: EndpointSecretsCodec) throws -> Endpoint {
-        Endpoint(
+        var problems: [String] = []
+        func column<T>(_ name: String, _ fallback: T, _ read: () throws -> T) -> T {
+            do { return try read() } catch {
+                problems.append(name == "secrets" ? "\(error)" : "its \(name) could not be read back")
+                return fallback
+            }
+        }
+        let metadata = column("metadata", [:]) { try decode([String: String].self, json: try row.value(prefix + "metadata")) }
+        let headers = column("headers", [:]) { try decode([String: String].self, json: try row.value(prefix + "headers")) }
+        let secrets = column("secrets", []) {
+            try codec.open(try row.bytes(prefix + "secrets") ?? [], sealed: try row.value(prefix + "secrets_sealed"))
+        }
+        return Endpoint(
             id: EndpointID(rawValue: try row.value(prefix + "id")), appID: ApplicationID(rawValue: try row.value(prefix + "app_id")),
             uid: try row.value(prefix + "uid"), url: try row.value(prefix + "url"), description: try row.value(prefix + "description"),
             disabled: try row.value(prefix + "disabled"), eventTypes: try row.value(prefix + "event_types"),
             channels: try row.value(prefix + "channels"), throttleRate: try row.value(prefix + "throttle_rate"),
-            metadata: try decode([String: String].self, json: try row.value(prefix + "metadata")),
-            headers: try decode([String: String].self, json: try row.value(prefix + "headers")),
-            secrets: try codec.open(try row.bytes(prefix + "secrets") ?? [], sealed: try row.value(prefix + "secrets_sealed")),
+            metadata: metadata, headers: headers, secrets: secrets,
             createdAt: try row.date(prefix + "created_at"), updatedAt: try row.date(prefix + "updated_at"),
-            failingSince: try row.optionalDate(prefix + "failing_since"))
+            failingSince: try row.optionalDate(prefix + "failing_since"),
+            version: row.contains(prefix + "version") ? try row.value(prefix + "version", as: Int.self) : 0,
+            unreadable: problems.isEmpty ? nil : "the stored endpoint could not be read: " + problems.joined(separator: "; "))
     }
 }
 

@@ -12,7 +12,7 @@ import PostgresNIO
 /// Answers whether the application was found, whether the message was stored, and the endpoints
 /// queued.
 struct PublishStatement: PostgresPreparedStatement {
-    static let name = "herald_publish_v2"
+    static let name = "herald_publish_v3"
     static let sql = """
         WITH app AS (
             SELECT id FROM applications WHERE id = $1::text
@@ -33,8 +33,10 @@ struct PublishStatement: PostgresPreparedStatement {
         ), queued AS (
             INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, lease_expires_at,
                                     trigger_type, event_type, channels, created_at)
-            SELECT stored.id, e.id, stored.app_id, CASE WHEN $15::double precision IS NULL THEN 1 ELSE 3 END, 0,
-                   $12::double precision, $15::double precision, 0, $9::text, $11::text[], $12::double precision
+            SELECT stored.id, e.id, stored.app_id,
+                   CASE WHEN $15::double precision IS NULL OR e.id = ANY($16::text[]) THEN 1 ELSE 3 END, 0,
+                   $12::double precision, CASE WHEN e.id = ANY($16::text[]) THEN NULL ELSE $15::double precision END,
+                   0, $9::text, $11::text[], $12::double precision
             FROM stored JOIN endpoints e ON e.app_id = stored.app_id
             WHERE CASE WHEN $14::text IS NOT NULL THEN e.id = $14::text
                   ELSE NOT e.disabled
@@ -51,9 +53,10 @@ struct PublishStatement: PostgresPreparedStatement {
     let record: IdempotencyRecord?
     let onlyEndpoint: EndpointID?
     let claimUntil: Date?
+    let claimExcept: [String]
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 15)
+        var bindings = PostgresBindings(capacity: 16)
         bindings.append(message.appID.rawValue)
         bindings.append(record?.key)
         bindings.append(record?.statusCode)
@@ -69,65 +72,17 @@ struct PublishStatement: PostgresPreparedStatement {
         bindings.append(message.payloadExpiresAt.pgValue)
         bindings.append(onlyEndpoint?.rawValue)
         bindings.append(claimUntil?.pgValue)
+        bindings.append(claimExcept)
         return bindings
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// Claims up to `limit` due deliveries under a lease (see `PostgresStore.claimDueDeliveries`).
-struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "herald_claim_v1"
-    static let sql = """
-        WITH pending AS (
-            SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
-            WHERE status = 1 AND next_attempt_at <= $1::double precision
-            ORDER BY next_attempt_at LIMIT $2::bigint
-            FOR UPDATE SKIP LOCKED
-        ), lapsed AS (
-            SELECT message_id, endpoint_id, next_attempt_at FROM deliveries
-            WHERE status = 3 AND lease_expires_at < $1::double precision
-            ORDER BY lease_expires_at LIMIT $2::bigint
-            FOR UPDATE SKIP LOCKED
-        ), due AS (
-            SELECT * FROM pending UNION ALL SELECT * FROM lapsed
-            ORDER BY next_attempt_at NULLS FIRST, message_id, endpoint_id LIMIT $2::bigint
-        )
-        UPDATE deliveries d SET status = 3, lease_expires_at = $3::double precision
-        FROM due WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
-        RETURNING d.message_id, d.endpoint_id, d.app_id, d.status, d.attempt_count, d.next_attempt_at, d.last_attempt_at,
-                  d.lease_expires_at, d.trigger_type, d.event_type, d.channels, d.created_at
-        """
-    typealias Row = Delivery
-
-    let now: Date
-    let limit: Int
-    let leaseUntil: Date
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 3)
-        bindings.append(now.pgValue)
-        bindings.append(limit)
-        bindings.append(leaseUntil.pgValue)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Delivery {
-        let (messageID, endpointID, appID, status, attempts, next, last, lease, trigger, eventType, channels, created) =
-            try row.decode((String, String, String, Int, Int, Double?, Double?, Double?, Int, String, [String]?, Double).self)
-        guard let status = DeliveryStatus(rawValue: status), let trigger = TriggerType(rawValue: trigger) else { throw PostgresCoding.corrupt }
-        return Delivery(
-            messageID: MessageID(rawValue: messageID), endpointID: EndpointID(rawValue: endpointID), appID: ApplicationID(rawValue: appID),
-            status: status, attemptCount: attempts, nextAttemptAt: next.map(Date.init(timeIntervalSinceReferenceDate:)),
-            lastAttemptAt: last.map(Date.init(timeIntervalSinceReferenceDate:)), leaseExpiresAt: lease.map(Date.init(timeIntervalSinceReferenceDate:)),
-            trigger: trigger, eventType: eventType, channels: channels, createdAt: Date(timeIntervalSinceReferenceDate: created))
-    }
-}
-
 /// The attempt row, then the delivery's new state, both only while the endpoint and the message
 /// still exist (see `PostgresStore.recordAttempt`).
 struct RecordAttemptStatement: PostgresPreparedStatement {
-    static let name = "herald_record_attempt_v1"
+    static let name = "herald_record_attempt_v2"
     static let sql = """
         WITH recorded AS (
             INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
@@ -147,7 +102,8 @@ struct RecordAttemptStatement: PostgresPreparedStatement {
             app_id = excluded.app_id, status = excluded.status, attempt_count = excluded.attempt_count,
             next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
             lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
-            event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
+            event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at,
+            interrupted_count = 0
         """
     typealias Row = Void
 

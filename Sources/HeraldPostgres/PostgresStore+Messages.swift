@@ -20,8 +20,8 @@ extension PostgresStore {
         } else {
             result = try await publishCreatingApplication(request)
         }
-        // Deliveries stored claimed go to this node's dispatcher: no other node needs waking.
-        if !result.deliveries.isEmpty && request.claimUntil == nil { await announcer.announce() }
+        // Deliveries stored claimed go to this node's dispatcher: no other node needs waking for them.
+        if result.deliveries.contains(where: { $0.status == .pending }) { await announcer.announce() }
         return result
     }
 
@@ -29,7 +29,8 @@ extension PostgresStore {
     private func publishToExistingApplication(_ request: PublishRequest) async throws -> PublishResult? {
         let message = request.message
         let answer = try await execute(PublishStatement(message: message, record: request.idempotency, onlyEndpoint: request.onlyEndpoint,
-                                                        claimUntil: request.claimUntil))
+                                                        claimUntil: request.claimUntil,
+                                                        claimExcept: request.claimExcept.map(\.rawValue)))
         guard let (appFound, messageStored, endpointIDs) = answer.first, appFound > 0 else { return nil }
         guard messageStored > 0 else { throw StoreError.conflict("idempotency key already used") }
         let deliveries = endpointIDs.map { request.delivery(of: message, to: EndpointID(rawValue: $0)) }

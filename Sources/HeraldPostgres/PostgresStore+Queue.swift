@@ -5,17 +5,83 @@ import PostgresNIO
 
 // The durable queue shared by every node's dispatcher.
 extension PostgresStore {
-    /// Claims with `FOR UPDATE SKIP LOCKED`: concurrent claims from any number of nodes lock
-    /// disjoint rows without waiting for each other, and the claimed rows become `sending` under
-    /// the lease in the same statement. Two scans that the partial indexes `deliveries_due` and
-    /// `deliveries_leased` serve in order (the literal statuses let the planner pick them): due
-    /// pending deliveries, and sending ones whose lease lapsed (a crashed node's).
-    public func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
-        guard limit > 0 else { return [] }
-        let claimed = try await execute(ClaimStatement(now: now, limit: limit, leaseUntil: leaseUntil), relaxed: true)
-        return claimed.sorted {
+    /// A skip scan (a recursive CTE, one index seek per endpoint) over the partial index
+    /// `deliveries_due_by_endpoint`: each endpoint with pending work once, with its earliest due
+    /// time and how many of its deliveries are claimed under an unexpired lease on any node.
+    public func dueEndpoints(now: Date, after: EndpointID?, limit: Int) async throws -> DueEndpointScan {
+        let steps = max(1, limit)
+        let walked = try await rows("""
+            WITH RECURSIVE walk(endpoint_id, app_id, due, n) AS (
+                (SELECT endpoint_id, app_id, next_attempt_at, 1 FROM deliveries
+                 WHERE status = 1 AND endpoint_id > \(after?.rawValue ?? "")::text COLLATE "C"
+                 ORDER BY endpoint_id, next_attempt_at LIMIT 1)
+                UNION ALL
+                SELECT x.endpoint_id, x.app_id, x.next_attempt_at, w.n + 1 FROM walk w CROSS JOIN LATERAL (
+                    SELECT endpoint_id, app_id, next_attempt_at FROM deliveries
+                    WHERE status = 1 AND endpoint_id > w.endpoint_id
+                    ORDER BY endpoint_id, next_attempt_at LIMIT 1) x
+                WHERE w.n < \(steps)::bigint
+            )
+            SELECT w.endpoint_id, w.app_id, w.due,
+                   CASE WHEN w.due <= \(now.pgValue)::double precision THEN
+                       (SELECT COUNT(*) FROM deliveries s WHERE s.status = 3 AND s.endpoint_id = w.endpoint_id
+                        AND s.lease_expires_at >= \(now.pgValue)::double precision)
+                   ELSE 0 END AS in_flight
+            FROM walk w ORDER BY w.n
+            """, relaxed: true)
+        var due: [DueEndpoint] = []
+        var last: String?
+        for row in walked {
+            let endpoint = try row.value("endpoint_id", as: String.self)
+            last = endpoint
+            let earliest = try row.date("due")
+            guard earliest <= now else { continue }
+            due.append(DueEndpoint(endpointID: EndpointID(rawValue: endpoint), appID: ApplicationID(rawValue: try row.value("app_id")),
+                                   earliestDue: earliest, inFlight: try row.value("in_flight", as: Int.self)))
+        }
+        return DueEndpointScan(due: due, next: walked.count >= steps ? last.map(EndpointID.init(rawValue:)) : nil)
+    }
+
+    /// Claims each endpoint's oldest due deliveries up to its quota with `FOR UPDATE SKIP LOCKED`:
+    /// concurrent claims from any number of nodes lock disjoint rows without waiting for each
+    /// other, and the claimed rows become `sending` under the lease in the same statement.
+    public func claimDueDeliveries(now: Date, quotas: [EndpointID: Int], leaseUntil: Date) async throws -> [Delivery] {
+        let wanted = quotas.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        guard !wanted.isEmpty else { return [] }
+        let claimed = try await rows("""
+            WITH quota AS (
+                SELECT * FROM unnest(\(wanted.map(\.key.rawValue))::text[], \(wanted.map(\.value))::bigint[]) AS q(endpoint_id, n)
+            ), due AS (
+                SELECT d.message_id, d.endpoint_id FROM quota q CROSS JOIN LATERAL (
+                    SELECT message_id, endpoint_id FROM deliveries
+                    WHERE status = 1 AND endpoint_id = q.endpoint_id COLLATE "C" AND next_attempt_at <= \(now.pgValue)::double precision
+                    ORDER BY next_attempt_at, message_id LIMIT q.n
+                    FOR UPDATE SKIP LOCKED) d
+            )
+            UPDATE deliveries d SET status = 3, lease_expires_at = \(leaseUntil.pgValue)::double precision
+            FROM due WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
+            RETURNING d.*
+            """, relaxed: true)
+        return try claimed.map(PostgresCoding.delivery).sorted {
             ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID)
         }
+    }
+
+    /// Takes over deliveries whose node stopped (their lease lapsed), counting an interruption.
+    public func claimLapsedDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
+        guard limit > 0 else { return [] }
+        let claimed = try await rows("""
+            WITH lapsed AS (
+                SELECT message_id, endpoint_id FROM deliveries
+                WHERE status = 3 AND lease_expires_at < \(now.pgValue)::double precision
+                ORDER BY lease_expires_at LIMIT \(limit)::bigint
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE deliveries d SET lease_expires_at = \(leaseUntil.pgValue)::double precision, interrupted_count = d.interrupted_count + 1
+            FROM lapsed WHERE d.message_id = lapsed.message_id AND d.endpoint_id = lapsed.endpoint_id
+            RETURNING d.*
+            """, relaxed: true)
+        return try claimed.map(PostgresCoding.delivery)
     }
 
     public func deliveryTargets(for claimed: [Delivery]) async throws -> DeliveryTargets {
@@ -72,7 +138,7 @@ extension PostgresStore {
     /// Only for a database no running node shares; Herald never calls it on PostgreSQL, where a
     /// crashed node's claims are taken over when their lease lapses.
     public func releaseAllClaims() async throws -> Int {
-        let released = try await rows("UPDATE deliveries SET status = 1, lease_expires_at = NULL WHERE status = 3 RETURNING 1").count
+        let released = try await rows("UPDATE deliveries SET status = 1, lease_expires_at = NULL, interrupted_count = interrupted_count + 1 WHERE status = 3 RETURNING 1").count
         if released > 0 { await announcer.announce() }
         return released
     }
@@ -85,7 +151,8 @@ extension PostgresStore {
             FROM messages m JOIN endpoints e ON e.app_id = m.app_id
             WHERE m.id = \(message.rawValue) AND m.app_id = \(app.rawValue) AND e.id = \(endpoint.rawValue)
             ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
-                status = 1, next_attempt_at = excluded.next_attempt_at, lease_expires_at = NULL, trigger_type = 1
+                status = 1, next_attempt_at = excluded.next_attempt_at, lease_expires_at = NULL, trigger_type = 1,
+                interrupted_count = 0
             RETURNING 1
             """)
         guard !queued.isEmpty else {
@@ -96,7 +163,7 @@ extension PostgresStore {
     }
 
     public func recover(app: ApplicationID, endpoint: EndpointID, since: Date, until: Date?, now: Date) async throws -> Int {
-        var query = PGQuery("UPDATE deliveries SET status = 1, lease_expires_at = NULL, trigger_type = 0, attempt_count = 0")
+        var query = PGQuery("UPDATE deliveries SET status = 1, lease_expires_at = NULL, trigger_type = 0, attempt_count = 0, interrupted_count = 0")
         query.head += ", next_attempt_at = \(query.bind(now.pgValue))"
         query.require("app_id = ?", app.rawValue)
         query.require("endpoint_id = ?", endpoint.rawValue)

@@ -91,19 +91,47 @@ extension PostgresStore {
     }
 
     public func updateEndpoint(_ endpoint: Endpoint) async throws {
-        let sealed = try secrets.seal(endpoint.secrets)
+        // An endpoint read back without its (unreadable) secrets keeps the stored ones.
+        let keepSecrets = endpoint.unreadable != nil && endpoint.secrets.isEmpty
+        let sealed = keepSecrets ? nil : try secrets.seal(endpoint.secrets)
         let metadata = try PostgresCoding.json(endpoint.metadata)
         let headers = try PostgresCoding.json(endpoint.headers)
         let updated = try await rows("""
             UPDATE endpoints SET uid = \(endpoint.uid), url = \(endpoint.url), description = \(endpoint.description),
                 disabled = \(endpoint.disabled), event_types = \(endpoint.eventTypes), channels = \(endpoint.channels),
                 throttle_rate = \(endpoint.throttleRate), metadata = \(metadata), headers = \(headers),
-                secrets = \(Data(sealed.bytes)), secrets_sealed = \(sealed.sealed), created_at = \(endpoint.createdAt.pgValue),
-                updated_at = \(endpoint.updatedAt.pgValue), failing_since = \(endpoint.failingSince?.pgValue)
-            WHERE id = \(endpoint.id.rawValue) AND app_id = \(endpoint.appID.rawValue)
+                secrets = CASE WHEN \(keepSecrets) THEN secrets ELSE \(sealed.map { Data($0.bytes) })::bytea END,
+                secrets_sealed = CASE WHEN \(keepSecrets) THEN secrets_sealed ELSE \(sealed?.sealed ?? false) END,
+                created_at = \(endpoint.createdAt.pgValue), updated_at = \(endpoint.updatedAt.pgValue),
+                failing_since = \(endpoint.failingSince?.pgValue), version = version + 1
+            WHERE id = \(endpoint.id.rawValue) AND app_id = \(endpoint.appID.rawValue) AND version = \(endpoint.version)
             RETURNING 1
             """)
-        guard !updated.isEmpty else { throw StoreError.notFound("endpoint") }
+        guard updated.isEmpty else { return }
+        let exists = try await !rows("SELECT 1 FROM endpoints WHERE id = \(endpoint.id.rawValue) AND app_id = \(endpoint.appID.rawValue)").isEmpty
+        throw exists ? StoreError.stale("the endpoint") : StoreError.notFound("endpoint")
+    }
+
+    public func recordEndpointHealth(app: ApplicationID, endpoint: EndpointID, _ change: EndpointHealthChange, at date: Date) async throws -> Bool {
+        let changed: [PostgresRandomAccessRow]
+        switch change {
+        case .failing(let since):
+            changed = try await rows("""
+                UPDATE endpoints SET failing_since = \(since.pgValue), updated_at = \(date.pgValue), version = version + 1
+                WHERE id = \(endpoint.rawValue) AND app_id = \(app.rawValue) AND failing_since IS NULL RETURNING 1
+                """, relaxed: true)
+        case .healthy:
+            changed = try await rows("""
+                UPDATE endpoints SET failing_since = NULL, updated_at = \(date.pgValue), version = version + 1
+                WHERE id = \(endpoint.rawValue) AND app_id = \(app.rawValue) AND failing_since IS NOT NULL RETURNING 1
+                """, relaxed: true)
+        case .disabled:
+            changed = try await rows("""
+                UPDATE endpoints SET disabled = TRUE, updated_at = \(date.pgValue), version = version + 1
+                WHERE id = \(endpoint.rawValue) AND app_id = \(app.rawValue) AND NOT disabled RETURNING 1
+                """, relaxed: true)
+        }
+        return !changed.isEmpty
     }
 
     public func deleteEndpoint(app: ApplicationID, id: EndpointID) async throws {

@@ -14,6 +14,9 @@ enum SQLiteMigrations {
         migrator.registerMigration("v2-expiry-indexes") { db in
             try db.execute(sql: v2)
         }
+        migrator.registerMigration("v3-fair-queue") { db in
+            try db.execute(sql: v3)
+        }
         return migrator
     }
 
@@ -136,5 +139,19 @@ extension SQLiteMigrations {
     fileprivate static let v2 = """
         CREATE INDEX idempotency_records_expires ON idempotency_records(expires_at);
         CREATE INDEX messages_payload_expires ON messages(payload_expires_at) WHERE payload IS NOT NULL;
+        """
+}
+
+extension SQLiteMigrations {
+    /// The fair queue: due deliveries are found per endpoint (a skip scan over endpoints, then the
+    /// oldest of each), not in one global due-time order; in-flight deliveries are counted per
+    /// endpoint. Endpoint rows carry a version for compare-and-set updates; deliveries count how
+    /// often their worker stopped while holding them.
+    fileprivate static let v3 = """
+        ALTER TABLE endpoints ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE deliveries ADD COLUMN interrupted_count INTEGER NOT NULL DEFAULT 0;
+        DROP INDEX deliveries_due;
+        CREATE INDEX deliveries_due_by_endpoint ON deliveries(endpoint_id, next_attempt_at, app_id) WHERE status = 1;
+        CREATE INDEX deliveries_sending_by_endpoint ON deliveries(endpoint_id, lease_expires_at) WHERE status = 3;
         """
 }

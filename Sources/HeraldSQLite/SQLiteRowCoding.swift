@@ -94,7 +94,8 @@ enum SQLiteCoding {
             attemptCount: row["attempt_count"], nextAttemptAt: optionalDate(row, "next_attempt_at"),
             lastAttemptAt: optionalDate(row, "last_attempt_at"), leaseExpiresAt: optionalDate(row, "lease_expires_at"),
             trigger: try trigger(row, "trigger_type"), eventType: row["event_type"],
-            channels: try decodeOptional([String].self, json: row["channels"]), createdAt: date(row, "created_at"))
+            channels: try decodeOptional([String].self, json: row["channels"]), createdAt: date(row, "created_at"),
+            interruptedCount: row["interrupted_count"] ?? 0)
     }
 
     static func attempt(_ row: Row) throws -> Attempt {
@@ -121,19 +122,29 @@ enum SQLiteCoding {
             createdAt: date(row, "created_at"), expiresAt: optionalDate(row, "expires_at"))
     }
 
-    /// The endpoint in `row`, whose secrets `codec` opens.
+    /// The endpoint in `row`, whose secrets `codec` opens. Never fails on a damaged column or on
+    /// secrets sealed with another key: the endpoint comes back with `unreadable` saying why (so it
+    /// can still be listed, replaced and deleted, and its deliveries fail with that reason).
     static func endpoint(_ row: Row, prefix: String = "", secrets codec: EndpointSecretsCodec) throws -> Endpoint {
-        Endpoint(
+        var problems: [String] = []
+        func column<T>(_ name: String, _ fallback: T, _ read: () throws -> T) -> T {
+            do { return try read() } catch {
+                problems.append(name == "secrets" ? "\(error)" : "its \(name) could not be read back")
+                return fallback
+            }
+        }
+        let eventTypes = column("event types", nil) { try decodeOptional([String].self, json: row[prefix + "event_types"]) }
+        let channels = column("channels", nil) { try decodeOptional([String].self, json: row[prefix + "channels"]) }
+        let metadata = column("metadata", [:]) { try decode([String: String].self, json: row[prefix + "metadata"]) }
+        let headers = column("headers", [:]) { try decode([String: String].self, json: row[prefix + "headers"]) }
+        let secrets = column("secrets", []) { try codec.open(bytes(row, prefix + "secrets") ?? [], sealed: row[prefix + "secrets_sealed"]) }
+        return Endpoint(
             id: EndpointID(rawValue: row[prefix + "id"]), appID: ApplicationID(rawValue: row[prefix + "app_id"]),
             uid: row[prefix + "uid"], url: row[prefix + "url"], description: row[prefix + "description"],
-            disabled: row[prefix + "disabled"],
-            eventTypes: try decodeOptional([String].self, json: row[prefix + "event_types"]),
-            channels: try decodeOptional([String].self, json: row[prefix + "channels"]),
-            throttleRate: row[prefix + "throttle_rate"],
-            metadata: try decode([String: String].self, json: row[prefix + "metadata"]),
-            headers: try decode([String: String].self, json: row[prefix + "headers"]),
-            secrets: try codec.open(bytes(row, prefix + "secrets") ?? [], sealed: row[prefix + "secrets_sealed"]),
+            disabled: row[prefix + "disabled"], eventTypes: eventTypes, channels: channels,
+            throttleRate: row[prefix + "throttle_rate"], metadata: metadata, headers: headers, secrets: secrets,
             createdAt: date(row, prefix + "created_at"), updatedAt: date(row, prefix + "updated_at"),
-            failingSince: optionalDate(row, prefix + "failing_since"))
+            failingSince: optionalDate(row, prefix + "failing_since"), version: row[prefix + "version"] ?? 0,
+            unreadable: problems.isEmpty ? nil : "the stored endpoint could not be read: " + problems.joined(separator: "; "))
     }
 }

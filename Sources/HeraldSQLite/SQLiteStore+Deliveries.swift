@@ -7,18 +7,19 @@ extension SQLiteStore {
     static func upsert(_ delivery: Delivery, in db: Database) throws {
         try db.cachedStatement(sql: """
             INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, last_attempt_at,
-                                    lease_expires_at, trigger_type, event_type, channels, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    lease_expires_at, trigger_type, event_type, channels, created_at, interrupted_count)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
                 app_id = excluded.app_id, status = excluded.status, attempt_count = excluded.attempt_count,
                 next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
                 lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
-                event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at
+                event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at,
+                interrupted_count = excluded.interrupted_count
             """).execute(arguments: [delivery.messageID.rawValue, delivery.endpointID.rawValue, delivery.appID.rawValue,
                              delivery.status.rawValue, delivery.attemptCount, delivery.nextAttemptAt?.storedValue,
                              delivery.lastAttemptAt?.storedValue, delivery.leaseExpiresAt?.storedValue,
                              delivery.trigger.rawValue, delivery.eventType, try SQLiteCoding.optionalJSON(delivery.channels),
-                             delivery.createdAt.storedValue])
+                             delivery.createdAt.storedValue, delivery.interruptedCount])
     }
 
     // MARK: Attempts
@@ -142,6 +143,7 @@ extension SQLiteStore {
             delivery.nextAttemptAt = now
             delivery.leaseExpiresAt = nil
             delivery.trigger = .manual
+            delivery.interruptedCount = 0
             try Self.upsert(delivery, in: db)
         }
     }
@@ -149,7 +151,8 @@ extension SQLiteStore {
     public func recover(app: ApplicationID, endpoint: EndpointID, since: Date, until: Date?, now: Date) async throws -> Int {
         try await write { db in
             var sql = """
-                UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_expires_at = NULL, trigger_type = ?, attempt_count = 0
+                UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_expires_at = NULL, trigger_type = ?, attempt_count = 0,
+                    interrupted_count = 0
                 WHERE app_id = ? AND endpoint_id = ? AND status = ? AND created_at >= ?
                 """
             var arguments: StatementArguments = [DeliveryStatus.pending.rawValue, now.storedValue, TriggerType.scheduled.rawValue,
@@ -172,35 +175,79 @@ extension SQLiteStore {
 
     // MARK: The delivery queue
 
-    public func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
-        guard limit > 0 else { return [] }
+    public func dueEndpoints(now: Date, after: EndpointID?, limit: Int) async throws -> DueEndpointScan {
+        try await read { db in
+            // A skip scan over the partial index `deliveries_due_by_endpoint`: one seek per endpoint
+            // with pending work gives its earliest due delivery, however many it has queued.
+            let step = try db.cachedStatement(sql: """
+                SELECT endpoint_id, next_attempt_at, app_id FROM deliveries
+                WHERE status = 1 AND endpoint_id > ? ORDER BY endpoint_id, next_attempt_at LIMIT 1
+                """)
+            let sending = try db.cachedStatement(sql: """
+                SELECT COUNT(*) FROM deliveries WHERE status = 3 AND endpoint_id = ? AND lease_expires_at >= ?
+                """)
+            var cursor = after?.rawValue ?? ""
+            var due: [DueEndpoint] = []
+            for _ in 0..<max(1, limit) {
+                guard let row = try Row.fetchOne(step, arguments: [cursor]) else {
+                    return DueEndpointScan(due: due, next: nil)
+                }
+                cursor = row["endpoint_id"]
+                guard let next = row["next_attempt_at"] as Double?, next <= now.storedValue else { continue }
+                let inFlight = try Int.fetchOne(sending, arguments: [cursor, now.storedValue]) ?? 0
+                due.append(DueEndpoint(endpointID: EndpointID(rawValue: cursor), appID: ApplicationID(rawValue: row["app_id"]),
+                                       earliestDue: Date(storedValue: next), inFlight: inFlight))
+            }
+            // Stopped at the limit: whether anything follows is known at the next step.
+            return DueEndpointScan(due: due, next: EndpointID(rawValue: cursor))
+        }
+    }
+
+    public func claimDueDeliveries(now: Date, quotas: [EndpointID: Int], leaseUntil: Date) async throws -> [Delivery] {
+        let wanted = quotas.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        guard !wanted.isEmpty else { return [] }
         // One write transaction: SQLite has a single writer, so no other claim runs in between.
         return try await relaxedWrite { db in
-            // Two scans that the partial indexes `deliveries_due` and `deliveries_leased` serve in
-            // order and stop early (the literal statuses let SQLite pick them): due pending ones,
-            // and sending ones whose lease lapsed. Merged by due time, as one ordered query would.
-            let pending = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT * FROM deliveries WHERE status = 1 AND next_attempt_at <= ?
-                ORDER BY next_attempt_at, message_id, endpoint_id LIMIT ?
-                """), arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
-            let lapsed = try Row.fetchAll(db.cachedStatement(sql: """
+            let oldest = try db.cachedStatement(sql: """
+                SELECT * FROM deliveries WHERE status = 1 AND endpoint_id = ? AND next_attempt_at <= ?
+                ORDER BY next_attempt_at, message_id LIMIT ?
+                """)
+            var claimed: [Delivery] = []
+            for (endpoint, quota) in wanted {
+                for delivery in try Row.fetchAll(oldest, arguments: [endpoint.rawValue, now.storedValue, quota]).map(SQLiteCoding.delivery) {
+                    var taken = delivery
+                    taken.status = .sending
+                    taken.leaseExpiresAt = leaseUntil
+                    try Self.lease(taken, in: db)
+                    claimed.append(taken)
+                }
+            }
+            return claimed
+        }
+    }
+
+    public func claimLapsedDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery] {
+        guard limit > 0 else { return [] }
+        return try await relaxedWrite { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM deliveries WHERE status = 3 AND lease_expires_at < ?
                 ORDER BY lease_expires_at LIMIT ?
-                """), arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery)
-            let due = (pending + lapsed).sorted {
-                ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID)
-            }.prefix(limit)
-            return try due.map { delivery in
-                var claimed = delivery
-                claimed.status = .sending
-                claimed.leaseExpiresAt = leaseUntil
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET status = ?, lease_expires_at = ? WHERE message_id = ? AND endpoint_id = ?
-                    """).execute(arguments: [DeliveryStatus.sending.rawValue, leaseUntil.storedValue,
-                                     delivery.messageID.rawValue, delivery.endpointID.rawValue])
-                return claimed
+                """), arguments: [now.storedValue, limit]).map(SQLiteCoding.delivery).map { delivery in
+                var taken = delivery
+                taken.leaseExpiresAt = leaseUntil
+                taken.interruptedCount += 1
+                try Self.lease(taken, in: db)
+                return taken
             }
         }
+    }
+
+    /// Writes a claim: `sending` under the delivery's lease, with its interruption count.
+    private static func lease(_ delivery: Delivery, in db: Database) throws {
+        try db.cachedStatement(sql: """
+            UPDATE deliveries SET status = ?, lease_expires_at = ?, interrupted_count = ? WHERE message_id = ? AND endpoint_id = ?
+            """).execute(arguments: [DeliveryStatus.sending.rawValue, delivery.leaseExpiresAt?.storedValue, delivery.interruptedCount,
+                             delivery.messageID.rawValue, delivery.endpointID.rawValue])
     }
 
     public func releaseClaims(_ claimed: [Delivery]) async throws {
@@ -254,7 +301,9 @@ extension SQLiteStore {
 
     public func releaseAllClaims() async throws -> Int {
         try await write { db in
-            try db.cachedStatement(sql: "UPDATE deliveries SET status = ?, lease_expires_at = NULL WHERE status = ?").execute(arguments: [DeliveryStatus.pending.rawValue, DeliveryStatus.sending.rawValue])
+            try db.cachedStatement(sql: """
+                UPDATE deliveries SET status = ?, lease_expires_at = NULL, interrupted_count = interrupted_count + 1 WHERE status = ?
+                """).execute(arguments: [DeliveryStatus.pending.rawValue, DeliveryStatus.sending.rawValue])
             return db.changesCount
         }
     }
@@ -281,11 +330,15 @@ extension SQLiteStore {
         // upsert's failed insert. The upsert covers a row that is not.
         try db.cachedStatement(sql: """
             UPDATE deliveries SET status = ?, attempt_count = ?, next_attempt_at = ?, last_attempt_at = ?,
-                                  lease_expires_at = ?, trigger_type = ?
+                                  lease_expires_at = ?, trigger_type = ?, interrupted_count = 0
             WHERE message_id = ? AND endpoint_id = ?
             """).execute(arguments: [delivery.status.rawValue, delivery.attemptCount, delivery.nextAttemptAt?.storedValue,
                              delivery.lastAttemptAt?.storedValue, delivery.leaseExpiresAt?.storedValue,
                              delivery.trigger.rawValue, delivery.messageID.rawValue, delivery.endpointID.rawValue])
-        if db.changesCount == 0 { try Self.upsert(delivery, in: db) }
+        if db.changesCount == 0 {
+            var recorded = delivery
+            recorded.interruptedCount = 0
+            try Self.upsert(recorded, in: db)
+        }
     }
 }

@@ -46,7 +46,9 @@ extension SQLiteStore {
     }
 
     public func updateEndpoint(_ endpoint: Endpoint) async throws {
-        let sealed = try secrets.seal(endpoint.secrets)
+        // An endpoint read back without its (unreadable) secrets keeps the stored ones.
+        let keepSecrets = endpoint.unreadable != nil && endpoint.secrets.isEmpty
+        let sealed = keepSecrets ? nil : try secrets.seal(endpoint.secrets)
         try await write { db in
             guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?"),
                                     arguments: [endpoint.id.rawValue, endpoint.appID.rawValue]) != nil else {
@@ -57,13 +59,44 @@ extension SQLiteStore {
                                  arguments: [endpoint.appID.rawValue, uid, endpoint.id.rawValue]) != nil {
                 throw StoreError.conflict("an endpoint with uid '\(uid)' already exists")
             }
-            try db.cachedStatement(sql: """
-                UPDATE endpoints SET uid = ?, url = ?, description = ?, disabled = ?, event_types = ?, channels = ?,
-                    throttle_rate = ?, metadata = ?, headers = ?, secrets = ?, secrets_sealed = ?, created_at = ?,
-                    updated_at = ?, failing_since = ?
-                WHERE id = ? AND app_id = ?
-                """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed)
-                    + [endpoint.id.rawValue, endpoint.appID.rawValue])
+            let key: StatementArguments = [endpoint.id.rawValue, endpoint.appID.rawValue, endpoint.version]
+            if let sealed {
+                try db.cachedStatement(sql: """
+                    UPDATE endpoints SET uid = ?, url = ?, description = ?, disabled = ?, event_types = ?, channels = ?,
+                        throttle_rate = ?, metadata = ?, headers = ?, secrets = ?, secrets_sealed = ?, created_at = ?,
+                        updated_at = ?, failing_since = ?, version = version + 1
+                    WHERE id = ? AND app_id = ? AND version = ?
+                    """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed) + key)
+            } else {
+                try db.cachedStatement(sql: """
+                    UPDATE endpoints SET uid = ?, url = ?, description = ?, disabled = ?, event_types = ?, channels = ?,
+                        throttle_rate = ?, metadata = ?, headers = ?, created_at = ?, updated_at = ?, failing_since = ?,
+                        version = version + 1
+                    WHERE id = ? AND app_id = ? AND version = ?
+                    """).execute(arguments: try Self.endpointValues(endpoint, sealed: nil) + key)
+            }
+            guard db.changesCount > 0 else { throw StoreError.stale("the endpoint") }
+        }
+    }
+
+    public func recordEndpointHealth(app: ApplicationID, endpoint: EndpointID, _ change: EndpointHealthChange, at date: Date) async throws -> Bool {
+        try await relaxedWrite { db in
+            let sql: String
+            var arguments: StatementArguments
+            switch change {
+            case .failing(let since):
+                sql = "UPDATE endpoints SET failing_since = ?, updated_at = ?, version = version + 1 WHERE id = ? AND app_id = ? AND failing_since IS NULL"
+                arguments = [since.storedValue]
+            case .healthy:
+                sql = "UPDATE endpoints SET failing_since = NULL, updated_at = ?, version = version + 1 WHERE id = ? AND app_id = ? AND failing_since IS NOT NULL"
+                arguments = []
+            case .disabled:
+                sql = "UPDATE endpoints SET disabled = 1, updated_at = ?, version = version + 1 WHERE id = ? AND app_id = ? AND disabled = 0"
+                arguments = []
+            }
+            arguments += [date.storedValue, endpoint.rawValue, app.rawValue]
+            try db.cachedStatement(sql: sql).execute(arguments: arguments)
+            return db.changesCount > 0
         }
     }
 
@@ -75,12 +108,15 @@ extension SQLiteStore {
         }
     }
 
-    /// The values of every column but id and app_id, in the order of the UPDATE statement.
-    private static func endpointValues(_ endpoint: Endpoint, sealed: (bytes: [UInt8], sealed: Bool)) throws -> StatementArguments {
-        [endpoint.uid, endpoint.url, endpoint.description, endpoint.disabled,
-         try SQLiteCoding.optionalJSON(endpoint.eventTypes), try SQLiteCoding.optionalJSON(endpoint.channels),
-         endpoint.throttleRate, try SQLiteCoding.json(endpoint.metadata), try SQLiteCoding.json(endpoint.headers),
-         Data(sealed.bytes), sealed.sealed, endpoint.createdAt.storedValue, endpoint.updatedAt.storedValue,
-         endpoint.failingSince?.storedValue]
+    /// The values of every column but id and app_id, in the order of the UPDATE statement (without
+    /// the secrets when `sealed` is nil).
+    private static func endpointValues(_ endpoint: Endpoint, sealed: (bytes: [UInt8], sealed: Bool)?) throws -> StatementArguments {
+        var values: StatementArguments = [
+            endpoint.uid, endpoint.url, endpoint.description, endpoint.disabled,
+            try SQLiteCoding.optionalJSON(endpoint.eventTypes), try SQLiteCoding.optionalJSON(endpoint.channels),
+            endpoint.throttleRate, try SQLiteCoding.json(endpoint.metadata), try SQLiteCoding.json(endpoint.headers)]
+        if let sealed { values += [Data(sealed.bytes), sealed.sealed] }
+        values += [endpoint.createdAt.storedValue, endpoint.updatedAt.storedValue, endpoint.failingSince?.storedValue]
+        return values
     }
 }

@@ -44,8 +44,10 @@ extension SQLiteStore {
         for row in candidates {
             let endpoint = Endpoint(
                 id: EndpointID(rawValue: row["id"]), appID: message.appID, url: "", disabled: row["disabled"],
-                eventTypes: try SQLiteCoding.decodeOptional([String].self, json: row["event_types"]),
-                channels: try SQLiteCoding.decodeOptional([String].self, json: row["channels"]), secrets: [])
+                // A damaged filter column does not fail the publish: the endpoint gets the message,
+                // and the dispatcher fails its delivery with the reason (see `SQLiteCoding.endpoint`).
+                eventTypes: (try? SQLiteCoding.decodeOptional([String].self, json: row["event_types"])) ?? nil,
+                channels: (try? SQLiteCoding.decodeOptional([String].self, json: row["channels"])) ?? nil, secrets: [])
             let matches = request.onlyEndpoint.map { $0 == endpoint.id }
                 ?? EndpointFilter.matches(endpoint, eventType: message.eventType, channels: message.channels)
             guard matches else { continue }

@@ -183,11 +183,18 @@ public struct StoreConformance: Sendable {
         updated.secrets = [EndpointSecret(key: [7, 7]), EndpointSecret(key: Array(0..<24), expiresAt: at(99))]
         updated.failingSince = nil
         try await store.updateEndpoint(updated)
-        #expect(try await store.endpoint(app: appA.id, ref: "renamed") == updated)
+        updated.version += 1
+        #expect(try await store.endpoint(app: appA.id, ref: "renamed") == updated, "written, and its version went up by one")
         #expect(try await store.endpoint(app: appA.id, ref: "main") == nil)
+        var stale = updated
+        stale.version -= 1
+        stale.description = "a write over an older version"
+        await expectError(.stale, "updating over a version that is no longer stored") { try await store.updateEndpoint(stale) }
+        #expect(try await store.endpoint(app: appA.id, ref: "renamed") == updated, "the stale write changed nothing")
         var taken = updated
         taken.uid = nil
         try await store.updateEndpoint(taken)
+        taken.version += 1
         let other = Endpoint(appID: appA.id, uid: "other", url: "https://o", secrets: [])
         try await store.createEndpoint(other)
         taken.uid = "other"

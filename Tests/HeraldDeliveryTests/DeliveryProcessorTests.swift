@@ -31,7 +31,7 @@ struct Fixture {
         var configuration = DeliveryProcessor.Configuration()
         configure(&configuration)
         let clock = self.clock
-        return DeliveryProcessor(store: store, transport: transport, configuration: configuration, now: { clock.now }, logger: Logger(label: "test"))
+        return DeliveryProcessor(queue: store, transport: transport, configuration: configuration, now: { clock.now }, logger: Logger(label: "test"))
     }
 
     /// Claims the delivery when due, as the dispatcher would.
@@ -292,7 +292,7 @@ struct DeliveryProcessorAnsweredTests {
     @Test func anEndpointTheProcessorDisablesIsReported() async throws {
         let fixture = try await Fixture.make()
         let changes = NIOLockedValueBox(0)
-        let processor = DeliveryProcessor(store: fixture.store, transport: FakeTransport([.status(204), .status(410)]),
+        let processor = DeliveryProcessor(queue: fixture.store, transport: FakeTransport([.status(204), .status(410)]),
                                           now: { fixture.clock.now }, logger: Logger(label: "test"),
                                           endpointChanged: { changes.withLockedValue { $0 += 1 } })
         _ = try await processor.process(try await fixture.claim(), endpoint: fixture.endpoint, message: fixture.message)

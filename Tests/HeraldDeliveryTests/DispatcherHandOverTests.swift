@@ -28,7 +28,7 @@ struct DispatcherHandOverTests {
         configuration.concurrency = 2
         configuration.pollInterval = .seconds(60)  // only a hand-over or a wake-up starts work
         let transport = FakeTransport(delay: .milliseconds(300))
-        let dispatcher = Dispatcher(store: store, transport: transport, configuration: configuration, logger: Logger(label: "test"))
+        let dispatcher = Dispatcher(queue: store, transport: transport, configuration: configuration, logger: Logger(label: "test"))
         #expect(dispatcher.leaseForNewDeliveries() == nil, "not running: publishes store their deliveries pending")
 
         let group = ServiceGroup(services: [dispatcher], logger: Logger(label: "test"))

@@ -115,17 +115,19 @@ struct SQLiteStoreTests {
         #expect(!sealed.bytes.contains(subsequence: base64))
         #expect(!sealed.bytes.contains(subsequence: key))
 
-        // Reading sealed secrets without the sealer fails safely.
+        // Reading sealed secrets without the sealer fails safely: the endpoint is there, without
+        // its secrets, and says why; an update that does not replace the secrets keeps them.
         let reopened = try SQLiteStore(path: sealed.directory.path("s.sqlite"))
         let app = try #require(try await reopened.listApplications(PageRequest()).items.first)
-        await #expect(throws: StoreError.self) { _ = try await reopened.endpoint(app: app.id, ref: "ep") }
-        do {
-            _ = try await reopened.endpoint(app: app.id, ref: "ep")
-        } catch let error as StoreError {
-            #expect(error.code == .corrupt)
-        }
+        var unreadable = try #require(try await reopened.endpoint(app: app.id, ref: "ep"))
+        #expect(unreadable.secrets.isEmpty)
+        #expect(unreadable.unreadable?.contains("sealed") == true, "\(unreadable.unreadable ?? "nil")")
+        unreadable.description = "renamed while unreadable"
+        try await reopened.updateEndpoint(unreadable)
         let withSealer = try SQLiteStore(path: sealed.directory.path("s.sqlite"), sealer: XORSealer())
         #expect(try await withSealer.endpoint(app: app.id, ref: "ep")?.secrets.first?.key == key)
+        #expect(try await withSealer.endpoint(app: app.id, ref: "ep")?.description == "renamed while unreadable")
+        #expect(try await withSealer.endpoint(app: app.id, ref: "ep")?.unreadable == nil)
     }
 
     @Test("200 concurrent publishes all land with their deliveries")

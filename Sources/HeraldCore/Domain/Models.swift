@@ -73,12 +73,22 @@ public struct Endpoint: Sendable, Codable, Hashable {
     public var updatedAt: Date
     /// When the endpoint started failing continuously (nil while healthy).
     public var failingSince: Date?
+    /// The stored row's version: every write adds one, and `updateEndpoint` writes only over the
+    /// version it read (so two concurrent changes cannot undo each other).
+    public var version: Int
+    /// Why the stored endpoint could not be read in full (its secrets sealed with another main key,
+    /// or a damaged column); nil when it could. Such an endpoint is still listed, updated and
+    /// deleted; its deliveries fail with this reason until an update replaces what is unreadable
+    /// (a rotated secret replaces unreadable secrets).
+    public var unreadable: String?
 
     public init(id: EndpointID = .generate(), appID: ApplicationID, uid: String? = nil, url: String,
                 description: String = "", disabled: Bool = false, eventTypes: [String]? = nil,
                 channels: [String]? = nil, throttleRate: Int? = nil, metadata: [String: String] = [:],
                 headers: [String: String] = [:], secrets: [EndpointSecret], createdAt: Date = Date(),
-                updatedAt: Date? = nil, failingSince: Date? = nil) {
+                updatedAt: Date? = nil, failingSince: Date? = nil, version: Int = 0, unreadable: String? = nil) {
+        self.version = version
+        self.unreadable = unreadable
         self.id = id
         self.appID = appID
         self.uid = uid
@@ -194,10 +204,17 @@ public struct Delivery: Sendable, Codable, Hashable {
     public var eventType: String
     public var channels: [String]?
     public var createdAt: Date
+    /// How many times in a row a worker stopped (crashed, or was killed) while holding this delivery
+    /// claimed; back to 0 once an attempt is recorded. At `DeliveryQueueLimits.maxInterruptions` the
+    /// delivery is failed with that reason instead of claimed again (a poison delivery cannot keep a
+    /// node in a crash loop).
+    public var interruptedCount: Int
 
     public init(messageID: MessageID, endpointID: EndpointID, appID: ApplicationID, status: DeliveryStatus = .pending,
                 attemptCount: Int = 0, nextAttemptAt: Date?, lastAttemptAt: Date? = nil, leaseExpiresAt: Date? = nil,
-                trigger: TriggerType = .scheduled, eventType: String, channels: [String]?, createdAt: Date) {
+                trigger: TriggerType = .scheduled, eventType: String, channels: [String]?, createdAt: Date,
+                interruptedCount: Int = 0) {
+        self.interruptedCount = interruptedCount
         self.messageID = messageID
         self.endpointID = endpointID
         self.appID = appID

@@ -64,9 +64,13 @@ public struct PublishRequest: Sendable {
     /// time, for the caller to hand straight to its own dispatcher (`DeliveryHandOver`): nobody
     /// else claims them unless the lease lapses.
     public var claimUntil: Date?
+    /// Endpoints whose deliveries are stored pending even with `claimUntil` (the dispatcher has no
+    /// room for them: they are at their cap), so they are claimed when their turn comes.
+    public var claimExcept: Set<EndpointID>
 
     public init(message: Message, applicationToCreate: Application? = nil, idempotency: IdempotencyRecord? = nil,
-                onlyEndpoint: EndpointID? = nil, claimUntil: Date? = nil) {
+                onlyEndpoint: EndpointID? = nil, claimUntil: Date? = nil, claimExcept: Set<EndpointID> = []) {
+        self.claimExcept = claimExcept
         self.message = message
         self.applicationToCreate = applicationToCreate
         self.idempotency = idempotency
@@ -76,9 +80,10 @@ public struct PublishRequest: Sendable {
 
     /// The delivery this publish stores for `endpoint`: due at once, pending or claimed.
     public func delivery(of message: Message, to endpoint: EndpointID) -> Delivery {
-        Delivery(messageID: message.id, endpointID: endpoint, appID: message.appID,
-                 status: claimUntil == nil ? .pending : .sending, nextAttemptAt: message.createdAt,
-                 leaseExpiresAt: claimUntil, eventType: message.eventType, channels: message.channels,
+        let lease = claimExcept.contains(endpoint) ? nil : claimUntil
+        return Delivery(messageID: message.id, endpointID: endpoint, appID: message.appID,
+                 status: lease == nil ? .pending : .sending, nextAttemptAt: message.createdAt,
+                 leaseExpiresAt: lease, eventType: message.eventType, channels: message.channels,
                  createdAt: message.createdAt)
     }
 }
@@ -96,10 +101,14 @@ public protocol DeliveryHandOver: Sendable {
     /// Applications or endpoints were changed through this node's API: forget any copies, so the
     /// next delivery reads them again.
     func endpointsChanged()
+    /// Endpoints the dispatcher has no room for right now (at their cap): a publish stores their
+    /// deliveries pending instead of claimed (`PublishRequest.claimExcept`).
+    func busyEndpoints() -> Set<EndpointID>
 }
 
 extension DeliveryHandOver {
     public func endpointsChanged() {}
+    public func busyEndpoints() -> Set<EndpointID> { [] }
 }
 
 /// What `publish` did.
@@ -146,6 +155,7 @@ public struct PurgeResult: Sendable, Hashable {
 
 /// The endpoints and messages that a batch of claimed deliveries needs.
 public struct DeliveryTargets: Sendable {
+    /// Endpoints whose secrets could not be read have `unreadable` set.
     public var endpoints: [EndpointID: Endpoint]
     public var messages: [MessageID: Message]
     public init(endpoints: [EndpointID: Endpoint] = [:], messages: [MessageID: Message] = [:]) {
@@ -159,7 +169,7 @@ public struct DeliveryTargets: Sendable {
 /// application's data. Errors are `StoreError`.
 ///
 /// "Ref" parameters accept the id or the user's uid (for messages: the id or the eventId).
-public protocol HeraldStore: Sendable {
+public protocol HeraldStore: DeliveryQueue {
     // MARK: Applications
     /// Throws `.conflict` when the uid is taken.
     func createApplication(_ application: Application) async throws
@@ -175,7 +185,11 @@ public protocol HeraldStore: Sendable {
     func createEndpoint(_ endpoint: Endpoint) async throws
     func endpoint(app: ApplicationID, ref: String) async throws -> Endpoint?
     func listEndpoints(app: ApplicationID, _ page: PageRequest) async throws -> Page<Endpoint>
-    /// Replaces the stored endpoint with the same id. Throws `.notFound` or `.conflict`.
+    /// Replaces the stored endpoint with the same id, if the stored row is still at
+    /// `endpoint.version` (the version it was read at); the stored version goes up by one. Throws
+    /// `.notFound`, `.conflict` for a taken uid, or `.stale` when the row changed since it was read
+    /// (read it again and reapply the change: `modifyEndpoint` does). When `unreadable` is set
+    /// and `secrets` is empty, the stored (unreadable) secrets are kept as they are.
     func updateEndpoint(_ endpoint: Endpoint) async throws
     /// Throws `.notFound`.
     func deleteEndpoint(app: ApplicationID, id: EndpointID) async throws
@@ -222,24 +236,7 @@ public protocol HeraldStore: Sendable {
     /// The delivery of a message to an endpoint, if any.
     func delivery(message: MessageID, endpoint: EndpointID) async throws -> Delivery?
 
-    // MARK: The delivery queue (used by the dispatcher)
-    /// Claims up to `limit` deliveries that are due: `pending` with `nextAttemptAt <= now`, or
-    /// `sending` whose lease expired before `now` (a crashed worker's). Marks them `sending` with
-    /// `leaseExpiresAt = leaseUntil`, atomically, so two workers never claim the same delivery.
-    /// Oldest `nextAttemptAt` first.
-    func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) async throws -> [Delivery]
-    /// Loads the endpoints and messages of `deliveries` in one read (deleted ones are absent).
-    func deliveryTargets(for deliveries: [Delivery]) async throws -> DeliveryTargets
-    /// Stores an attempt and the delivery's new state in one transaction.
-    func recordAttempt(_ attempt: Attempt, delivery: Delivery) async throws
-    /// Hands back deliveries this worker claimed but will not attempt (shutting down): each that is
-    /// still `sending` under the same lease becomes `pending` again, due at once.
-    func releaseClaims(_ deliveries: [Delivery]) async throws
-    /// How many deliveries are in each status, over every application (for metrics).
-    func deliveryCounts() async throws -> [DeliveryStatus: Int]
-    /// Makes every `sending` delivery `pending` again. Only for a store no other worker shares
-    /// (SQLite at start-up: the previous process died holding them). Returns how many.
-    func releaseAllClaims() async throws -> Int
+    // MARK: The delivery queue: see `DeliveryQueue`, which this protocol refines.
 
     // MARK: Idempotency
     /// The unexpired record for a scoped key.
@@ -258,4 +255,26 @@ public protocol HeraldStore: Sendable {
     func deleteToken(id: TokenID) async throws
     /// How many admin tokens exist (to decide whether to create one on first start).
     func adminTokenCount() async throws -> Int
+}
+
+extension HeraldStore {
+    /// Reads the endpoint, applies `change` and writes it back over the version it read; when
+    /// another write came in between (the API on another request or node, or the dispatcher's
+    /// health write), reads it again and reapplies `change`, so no change undoes another. Returns
+    /// the stored endpoint, or nil when there is none.
+    public func modifyEndpoint(app: ApplicationID, ref: String, attempts: Int = 8,
+                               _ change: (inout Endpoint) throws -> Void) async throws -> Endpoint? {
+        for _ in 0..<max(1, attempts) {
+            guard var endpoint = try await self.endpoint(app: app, ref: ref) else { return nil }
+            try change(&endpoint)
+            do {
+                try await updateEndpoint(endpoint)
+                endpoint.version += 1
+                return endpoint
+            } catch let error as StoreError where error.code == .stale {
+                continue
+            }
+        }
+        throw StoreError(.unavailable, "the endpoint kept changing while this update was applied; try again")
+    }
 }

@@ -62,7 +62,9 @@ public actor InMemoryStore: HeraldStore {
         if let uid = endpoint.uid, endpoints.values.contains(where: { $0.appID == endpoint.appID && $0.uid == uid }) {
             throw StoreError.conflict("an endpoint with uid '\(uid)' already exists")
         }
-        endpoints[endpoint.id] = endpoint
+        var stored = endpoint
+        stored.version = 0
+        endpoints[endpoint.id] = stored
     }
 
     public func endpoint(app: ApplicationID, ref: String) -> Endpoint? {
@@ -79,7 +81,10 @@ public actor InMemoryStore: HeraldStore {
         if let uid = endpoint.uid, endpoints.values.contains(where: { $0.appID == endpoint.appID && $0.uid == uid && $0.id != endpoint.id }) {
             throw StoreError.conflict("an endpoint with uid '\(uid)' already exists")
         }
-        endpoints[endpoint.id] = endpoint
+        guard existing.version == endpoint.version else { throw StoreError.stale("endpoint") }
+        var stored = endpoint
+        stored.version += 1
+        endpoints[endpoint.id] = stored
     }
 
     public func deleteEndpoint(app: ApplicationID, id: EndpointID) throws {
@@ -246,23 +251,82 @@ public actor InMemoryStore: HeraldStore {
         deliveries[Self.deliveryKey(message, endpoint)]
     }
 
-    public func claimDueDeliveries(now: Date, limit: Int, leaseUntil: Date) -> [Delivery] {
-        let due = deliveries.values.filter { delivery in
+    public func dueEndpoints(now: Date, after: EndpointID?, limit: Int) -> DueEndpointScan {
+        var due: [EndpointID: DueEndpoint] = [:]
+        var inFlight: [EndpointID: Int] = [:]
+        for delivery in deliveries.values {
             switch delivery.status {
-            case .pending: return (delivery.nextAttemptAt ?? .distantFuture) <= now
-            case .sending: return (delivery.leaseExpiresAt ?? .distantFuture) < now
-            default: return false
+            case .pending:
+                guard let next = delivery.nextAttemptAt else { continue }
+                if after.map({ delivery.endpointID > $0 }) ?? true {
+                    if let seen = due[delivery.endpointID], seen.earliestDue <= next { continue }
+                    due[delivery.endpointID] = DueEndpoint(endpointID: delivery.endpointID, appID: delivery.appID, earliestDue: next, inFlight: 0)
+                }
+            case .sending where (delivery.leaseExpiresAt ?? .distantPast) >= now:
+                inFlight[delivery.endpointID, default: 0] += 1
+            default: continue
             }
         }
-        .sorted { ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID) }
-        .prefix(max(0, limit))
-        return due.map { delivery in
+        let walked = due.values.sorted { $0.endpointID < $1.endpointID }
+        let examined = walked.prefix(max(1, limit))
+        let found = examined.filter { $0.earliestDue <= now }.map { endpoint in
+            var endpoint = endpoint
+            endpoint.inFlight = inFlight[endpoint.endpointID] ?? 0
+            return endpoint
+        }
+        return DueEndpointScan(due: found, next: walked.count > examined.count ? examined.last?.endpointID : nil)
+    }
+
+    public func claimDueDeliveries(now: Date, quotas: [EndpointID: Int], leaseUntil: Date) -> [Delivery] {
+        var byEndpoint: [EndpointID: [Delivery]] = [:]
+        for delivery in deliveries.values where delivery.status == .pending && (delivery.nextAttemptAt ?? .distantFuture) <= now
+            && (quotas[delivery.endpointID] ?? 0) > 0 {
+            byEndpoint[delivery.endpointID, default: []].append(delivery)
+        }
+        var claimed: [Delivery] = []
+        for (endpoint, due) in byEndpoint {
+            let oldest = due.sorted { ($0.nextAttemptAt ?? .distantPast, $0.messageID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID) }
+            for delivery in oldest.prefix(quotas[endpoint] ?? 0) {
+                var taken = delivery
+                taken.status = .sending
+                taken.leaseExpiresAt = leaseUntil
+                deliveries[Self.deliveryKey(delivery.messageID, delivery.endpointID)] = taken
+                claimed.append(taken)
+            }
+        }
+        return claimed.sorted { ($0.nextAttemptAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.nextAttemptAt ?? .distantPast, $1.messageID, $1.endpointID) }
+    }
+
+    public func claimLapsedDeliveries(now: Date, limit: Int, leaseUntil: Date) -> [Delivery] {
+        let lapsed = deliveries.values.filter { $0.status == .sending && ($0.leaseExpiresAt ?? .distantFuture) < now }
+            .sorted { ($0.leaseExpiresAt ?? .distantPast, $0.messageID, $0.endpointID) < ($1.leaseExpiresAt ?? .distantPast, $1.messageID, $1.endpointID) }
+            .prefix(max(0, limit))
+        return lapsed.map { delivery in
             var claimed = delivery
-            claimed.status = .sending
             claimed.leaseExpiresAt = leaseUntil
+            claimed.interruptedCount += 1
             deliveries[Self.deliveryKey(delivery.messageID, delivery.endpointID)] = claimed
             return claimed
         }
+    }
+
+    public func recordEndpointHealth(app: ApplicationID, endpoint id: EndpointID, _ change: EndpointHealthChange, at date: Date) -> Bool {
+        guard var endpoint = endpoints[id], endpoint.appID == app else { return false }
+        switch change {
+        case .failing(let since):
+            guard endpoint.failingSince == nil else { return false }
+            endpoint.failingSince = since
+        case .healthy:
+            guard endpoint.failingSince != nil else { return false }
+            endpoint.failingSince = nil
+        case .disabled:
+            guard !endpoint.disabled else { return false }
+            endpoint.disabled = true
+        }
+        endpoint.updatedAt = date
+        endpoint.version += 1
+        endpoints[id] = endpoint
+        return true
     }
 
     public func releaseClaims(_ claimed: [Delivery]) {
@@ -293,6 +357,7 @@ public actor InMemoryStore: HeraldStore {
         for (key, var delivery) in deliveries where delivery.status == .sending {
             delivery.status = .pending
             delivery.leaseExpiresAt = nil
+            delivery.interruptedCount += 1
             deliveries[key] = delivery
             count += 1
         }
@@ -303,7 +368,9 @@ public actor InMemoryStore: HeraldStore {
         // Deleted while the attempt was in flight: nothing is left to record it against.
         guard endpoints[delivery.endpointID] != nil, messages[delivery.messageID] != nil else { return }
         attempts[attempt.id] = attempt
-        deliveries[Self.deliveryKey(delivery.messageID, delivery.endpointID)] = delivery
+        var recorded = delivery
+        recorded.interruptedCount = 0
+        deliveries[Self.deliveryKey(delivery.messageID, delivery.endpointID)] = recorded
     }
 
     // MARK: Idempotency

@@ -1,7 +1,7 @@
 /// A storage failure, translated at the store boundary. Its description is safe to show a user.
 public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String { case notFound = "not_found", conflict, unavailable, corrupt }
+        private enum Base: String { case notFound = "not_found", conflict, unavailable, corrupt, stale }
         private let base: Base
         private init(_ base: Base) { self.base = base }
         /// The thing does not exist (or belongs to another application).
@@ -12,6 +12,8 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unavailable = Code(.unavailable)
         /// Stored data could not be read back.
         public static let corrupt = Code(.corrupt)
+        /// The row changed since it was read (a version check failed): read it again.
+        public static let stale = Code(.stale)
         public var description: String { base.rawValue }
     }
 
@@ -27,4 +29,5 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public static func notFound(_ what: String) -> StoreError { .init(.notFound, "\(what) not found") }
     public static func conflict(_ what: String) -> StoreError { .init(.conflict, what) }
+    public static func stale(_ what: String) -> StoreError { .init(.stale, "\(what) changed since it was read") }
 }

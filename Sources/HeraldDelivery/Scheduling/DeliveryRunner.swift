@@ -1,0 +1,82 @@
+import Foundation
+import HeraldCore
+import Logging
+import NIOConcurrencyHelpers
+
+/// Runs attempts in the dispatcher's task group and keeps the counts the admission policy reads:
+/// requests in flight (in all and per endpoint), their payload bytes, and attempts answered but not
+/// recorded yet. A request's slots are free as soon as it is answered; at most `concurrency`
+/// attempts wait to be recorded before new requests wait too.
+final class DeliveryRunner: Sendable {
+    struct Counts {
+        var load = AdmissionPolicy.Load()
+        /// Answered, being recorded.
+        var recording = 0
+    }
+
+    let processor: DeliveryProcessor
+    let wakeup: DeliveryWakeup
+    let metrics: DeliveryMetrics
+    let logger: Logger
+    let recordingLimit: Int
+    private let counts = NIOLockedValueBox(Counts())
+
+    init(processor: DeliveryProcessor, wakeup: DeliveryWakeup, metrics: DeliveryMetrics, logger: Logger, recordingLimit: Int) {
+        self.processor = processor
+        self.wakeup = wakeup
+        self.metrics = metrics
+        self.logger = logger
+        self.recordingLimit = recordingLimit
+    }
+
+    /// The load right now, for the admission policy.
+    var load: AdmissionPolicy.Load { counts.withLockedValue { $0.load } }
+    /// Requests in flight.
+    var sending: Int { counts.withLockedValue { $0.load.inFlight } }
+    /// Requests in flight and attempts not recorded yet.
+    var inFlight: Int { counts.withLockedValue { $0.load.inFlight + $0.recording } }
+    /// Whether attempts waiting to be recorded leave room for more requests.
+    var mayStart: Bool { counts.withLockedValue { $0.recording < recordingLimit } }
+    /// Endpoints with at least `cap` requests in flight.
+    func busyEndpoints(cap: Int) -> Set<EndpointID> {
+        counts.withLockedValue { Set($0.load.perEndpoint.filter { $0.value >= cap }.keys) }
+    }
+
+    /// Starts one attempt of `delivery` in `group`. `failure` records a failed attempt with that
+    /// reason instead of sending anything.
+    func start(_ delivery: Delivery, endpoint: Endpoint, message: Message, failure: String? = nil,
+               in group: inout DiscardingTaskGroup) {
+        let bytes = message.payload?.count ?? 0
+        let suspect = AdmissionPolicy.isSuspect(delivery)
+        counts.withLockedValue { counts in
+            counts.load.inFlight += 1
+            counts.load.inFlightBytes += bytes
+            counts.load.perEndpoint[delivery.endpointID, default: 0] += 1
+            if suspect { counts.load.suspects += 1 }
+        }
+        group.addTask {
+            do {
+                // Once answered, the request's slots are free; the attempt is being recorded.
+                try await self.processor.process(delivery, endpoint: endpoint, message: message, failure: failure) {
+                    self.counts.withLockedValue { counts in
+                        counts.load.inFlight -= 1
+                        counts.load.inFlightBytes -= bytes
+                        counts.recording += 1
+                        counts.load.perEndpoint[delivery.endpointID, default: 1] -= 1
+                        if counts.load.perEndpoint[delivery.endpointID] == 0 { counts.load.perEndpoint[delivery.endpointID] = nil }
+                        if suspect { counts.load.suspects -= 1 }
+                    }
+                    self.wakeup.nudge()
+                }
+            } catch {
+                self.logger.warning("attempt could not be recorded", metadata: [
+                    "herald.message.id": "\(delivery.messageID)", "herald.endpoint.id": "\(delivery.endpointID)",
+                    "herald.error": "\(error)",
+                ])
+            }
+            self.counts.withLockedValue { $0.recording -= 1 }
+            self.metrics.inFlight(self.sending)
+            self.wakeup.nudge()
+        }
+    }
+}
