@@ -187,26 +187,42 @@ struct EndpointController {
         let app = try await resolveApplication(context.parameters.require("app_id"), store: store, context: context)
         let ref = try context.parameters.require("endpoint_id")
         var body = try await BodyReader.read(request)
-        guard var endpoint = try await store.endpoint(app: app.id, ref: ref) else {
+        let updated = try await modify(app: app, ref: ref) { endpoint in
+            var reader = body
+            Self.read(&reader, into: &endpoint, partial: false)
+            try reader.finish()
+        }
+        guard let updated else {
             let uid = IDPattern.identifier.matches(ref) && EndpointID(parsing: ref) == nil ? ref : nil
             let created = try await createEndpoint(app: app, body: &body, uidFromPath: uid)
             return try APIResponse.json(.created, EndpointOut(endpoint: created))
         }
-        Self.read(&body, into: &endpoint, partial: false)
-        try body.finish()
-        endpoint.updatedAt = Date()
-        try await store.updateEndpoint(endpoint)
-        return try APIResponse.json(.ok, EndpointOut(endpoint: endpoint))
+        return try APIResponse.json(.ok, EndpointOut(endpoint: updated))
     }
 
     @Sendable func patch(_ request: Request, context: APIRequestContext) async throws -> Response {
-        var (_, endpoint) = try await find(context)
-        var body = try await BodyReader.read(request)
-        Self.read(&body, into: &endpoint, partial: true)
-        try body.finish()
-        endpoint.updatedAt = Date()
-        try await store.updateEndpoint(endpoint)
-        return try APIResponse.json(.ok, EndpointOut(endpoint: endpoint))
+        let (app, found) = try await find(context)
+        let body = try await BodyReader.read(request)
+        let updated = try await modify(app: app, ref: found.id.rawValue) { endpoint in
+            var reader = body
+            Self.read(&reader, into: &endpoint, partial: true)
+            try reader.finish()
+        }
+        guard let updated else { throw APIError.notFound("Endpoint") }
+        return try APIResponse.json(.ok, EndpointOut(endpoint: updated))
+    }
+
+    /// Reads the endpoint, applies `change` and writes it over the version it read, again from a
+    /// fresh read if another write came in between (another request, another node, or the
+    /// dispatcher's health write), so no change is ever undone by a concurrent one. An endpoint
+    /// enabled again starts with a clean failure streak. Nil when there is no such endpoint.
+    func modify(app: Application, ref: String, _ change: (inout Endpoint) throws -> Void) async throws -> Endpoint? {
+        try await store.modifyEndpoint(app: app.id, ref: ref) { endpoint in
+            let wasDisabled = endpoint.disabled
+            try change(&endpoint)
+            if wasDisabled && !endpoint.disabled { endpoint.failingSince = nil }
+            endpoint.updatedAt = Date()
+        }
     }
 
     @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -219,28 +235,36 @@ struct EndpointController {
 
     @Sendable func getSecret(_ request: Request, context: APIRequestContext) async throws -> Response {
         let (_, endpoint) = try await find(context)
-        guard let current = endpoint.secrets.first else { throw APIError.notFound("Endpoint secret") }
+        guard let current = endpoint.secrets.first else {
+            if endpoint.unreadable != nil { throw Self.unreadableSecret }
+            throw APIError.notFound("Endpoint secret")
+        }
         return try APIResponse.json(.ok, ["key": Self.encoded(current)])
     }
 
+    static let unreadableSecret = APIError(.conflict, code: "secret_unreadable",
+        "The endpoint's secret cannot be read: it was sealed with another main key (HERALD_MAIN_KEY or the key file) or is damaged. Rotate the secret to set a new one; deliveries to this endpoint fail until then")
+
     @Sendable func rotateSecret(_ request: Request, context: APIRequestContext) async throws -> Response {
-        var (_, endpoint) = try await find(context)
+        let (app, found) = try await find(context)
         var body = try await BodyReader.read(request)
-        let newSecret = Self.parseSecret(&body, key: "key") ?? Self.generate(like: endpoint.secrets.first)
+        let requested = Self.parseSecret(&body, key: "key")
         let grace = body.int("gracePeriodSeconds", min: 0, max: 604_800) ?? 86_400
         try body.finish()
-        let now = Date()
-        var old = endpoint.secrets.filter { $0.expiresAt.map { $0 > now } ?? true }
-        if !old.isEmpty {
-            // The current key keeps signing during the grace period.
-            if old[0].expiresAt == nil { old[0].expiresAt = now.addingTimeInterval(TimeInterval(grace)) }
+        let generated = requested ?? Self.generate(like: found.secrets.first)
+        let updated = try await modify(app: app, ref: found.id.rawValue) { endpoint in
+            let now = Date()
+            var old = endpoint.secrets.filter { $0.expiresAt.map { $0 > now } ?? true }
+            if !old.isEmpty {
+                // The current key keeps signing during the grace period.
+                if old[0].expiresAt == nil { old[0].expiresAt = now.addingTimeInterval(TimeInterval(grace)) }
+            }
+            old = old.filter { ($0.expiresAt ?? now) > now }
+            endpoint.secrets = [generated] + old.prefix(Self.maxOldSecrets)
         }
-        old = old.filter { ($0.expiresAt ?? now) > now }
-        endpoint.secrets = [newSecret] + old.prefix(Self.maxOldSecrets)
-        endpoint.updatedAt = now
-        try await store.updateEndpoint(endpoint)
+        guard updated != nil else { throw APIError.notFound("Endpoint") }
         // The Svix SDKs (2.x) read the new key back from this answer.
-        return try APIResponse.json(.ok, ["key": Self.encoded(newSecret)])
+        return try APIResponse.json(.ok, ["key": Self.encoded(generated)])
     }
 
     // MARK: Headers
@@ -254,33 +278,35 @@ struct EndpointController {
     }
 
     @Sendable func putHeaders(_ request: Request, context: APIRequestContext) async throws -> Response {
-        var (_, endpoint) = try await find(context)
+        let (app, found) = try await find(context)
         var body = try await BodyReader.read(request)
         let headers = Self.readHeaders(&body, allowNull: false)
         try body.finish()
-        endpoint.headers = (headers ?? [:]).compactMapValues { $0 }
-        endpoint.updatedAt = Date()
-        try await store.updateEndpoint(endpoint)
+        let updated = try await modify(app: app, ref: found.id.rawValue) { endpoint in
+            endpoint.headers = (headers ?? [:]).compactMapValues { $0 }
+        }
+        guard updated != nil else { throw APIError.notFound("Endpoint") }
         return APIResponse.empty()
     }
 
     @Sendable func patchHeaders(_ request: Request, context: APIRequestContext) async throws -> Response {
-        var (_, endpoint) = try await find(context)
+        let (app, found) = try await find(context)
         var body = try await BodyReader.read(request)
         let headers = Self.readHeaders(&body, allowNull: true)
         // The Svix SDKs send removals as `deleteHeaders`; a null value removes too.
         let removals = body.stringArray("deleteHeaders", itemMaxLength: 1024) ?? []
         try body.finish()
-        for name in removals {
-            for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }
+        let updated = try await modify(app: app, ref: found.id.rawValue) { endpoint in
+            for name in removals {
+                for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }
+            }
+            for (name, value) in headers ?? [:] {
+                // Header names are case-insensitive: replace any spelling of the same name.
+                for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }
+                if let value { endpoint.headers[name] = value }
+            }
         }
-        for (name, value) in headers ?? [:] {
-            // Header names are case-insensitive: replace any spelling of the same name.
-            for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }
-            if let value { endpoint.headers[name] = value }
-        }
-        endpoint.updatedAt = Date()
-        try await store.updateEndpoint(endpoint)
+        guard updated != nil else { throw APIError.notFound("Endpoint") }
         return APIResponse.empty()
     }
 

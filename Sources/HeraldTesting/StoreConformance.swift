@@ -36,11 +36,15 @@ public struct StoreConformance: Sendable {
         case idempotencyRecords
         case tokens
         case deleteCascades
+        case fairClaims
+        case interruptions
+        case endpointHealth
+        case publishClaimExcept
 
         public var description: String { rawValue }
     }
 
-    private let makeStore: @Sendable () async throws -> any HeraldStore
+    let makeStore: @Sendable () async throws -> any HeraldStore
 
     /// `makeStore` returns a fresh, empty store each time it is called.
     public init(makeStore: @escaping @Sendable () async throws -> any HeraldStore) {
@@ -77,6 +81,10 @@ public struct StoreConformance: Sendable {
         case .idempotencyRecords: try await testIdempotencyRecords()
         case .tokens: try await testTokens()
         case .deleteCascades: try await testDeleteCascades()
+        case .fairClaims: try await testFairClaims()
+        case .interruptions: try await testInterruptions()
+        case .endpointHealth: try await testEndpointHealth()
+        case .publishClaimExcept: try await testPublishClaimExcept()
         }
     }
 

@@ -229,6 +229,7 @@ public actor InMemoryStore: HeraldStore {
         delivery.nextAttemptAt = now
         delivery.leaseExpiresAt = nil
         delivery.trigger = .manual
+        delivery.interruptedCount = 0
         deliveries[key] = delivery
     }
 
@@ -241,6 +242,7 @@ public actor InMemoryStore: HeraldStore {
             delivery.leaseExpiresAt = nil
             delivery.trigger = .scheduled
             delivery.attemptCount = 0
+            delivery.interruptedCount = 0
             deliveries[key] = delivery
             count += 1
         }
