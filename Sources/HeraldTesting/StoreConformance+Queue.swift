@@ -148,3 +148,39 @@ extension StoreConformance {
         #expect(claimable.map(\.endpointID) == [busy.id])
     }
 }
+
+extension StoreConformance {
+    /// Many rounds of a secret rotation, another API change and the dispatcher's health writes,
+    /// all at once: every round ends with the rotated secret and the other change both stored
+    /// (`modifyEndpoint` re-reads on a version conflict), whatever the interleaving.
+    public func testConcurrentEndpointWrites() async throws {
+        let store = try await makeStore()
+        let app = try await makeApplication(store)
+        let endpoint = try await makeEndpoint(store, app: app.id, second: 1)
+        for round in 0..<40 {
+            let secret = EndpointSecret(key: (0..<24).map { UInt8(truncatingIfNeeded: $0 &+ round) })
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    _ = try await store.modifyEndpoint(app: app.id, ref: endpoint.id.rawValue) { current in
+                        current.secrets = [secret] + current.secrets.prefix(1).map { EndpointSecret(key: $0.key, expiresAt: at(99_999)) }
+                    }
+                }
+                group.addTask {
+                    _ = try await store.modifyEndpoint(app: app.id, ref: endpoint.id.rawValue) { current in
+                        current.description = "round \(round)"
+                    }
+                }
+                for health in 0..<4 {
+                    group.addTask {
+                        let change: EndpointHealthChange = health % 2 == 0 ? .failing(since: at(Double(round))) : .healthy
+                        try await store.recordEndpointHealth(app: app.id, endpoint: endpoint.id, change, at: at(Double(round)))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let stored = try #require(try await store.endpoint(app: app.id, ref: endpoint.id.rawValue))
+            #expect(stored.secrets.first == secret, "round \(round): the rotation is never undone")
+            #expect(stored.description == "round \(round)", "round \(round): the other change is never undone")
+        }
+    }
+}

@@ -40,6 +40,7 @@ public struct StoreConformance: Sendable {
         case interruptions
         case endpointHealth
         case publishClaimExcept
+        case concurrentEndpointWrites
 
         public var description: String { rawValue }
     }
@@ -85,6 +86,7 @@ public struct StoreConformance: Sendable {
         case .interruptions: try await testInterruptions()
         case .endpointHealth: try await testEndpointHealth()
         case .publishClaimExcept: try await testPublishClaimExcept()
+        case .concurrentEndpointWrites: try await testConcurrentEndpointWrites()
         }
     }
 
