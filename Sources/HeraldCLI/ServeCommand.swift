@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import HeraldApp
 import Hummingbird
 import Logging
@@ -67,6 +70,7 @@ struct ServeCommand: AsyncParsableCommand {
         let settings = try ServeSettings.resolve(command: self, environment: environment)
         var logger = Logger(label: "herald")
         logger.logLevel = settings.logLevel
+        Self.raiseDescriptorLimit(logger: logger)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
@@ -92,6 +96,22 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIError("cannot serve on \(settings.configuration.host):\(settings.configuration.port): \(error)")
         }
+    }
+}
+
+extension ServeCommand {
+    /// Raises the soft limit on open files to the hard limit (as Go's runtime does): a thousand
+    /// deliveries in flight need a thousand sockets, and a soft limit of 1,024 is common.
+    static func raiseDescriptorLimit(logger: Logger) {
+        #if canImport(Glibc)
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let before = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            logger.debug("open file limit raised", metadata: ["herald.nofile.from": "\(before)", "herald.nofile.to": "\(limit.rlim_max)"])
+        }
+        #endif
     }
 }
 

@@ -89,7 +89,7 @@ public final class Dispatcher: Service, Sendable {
                                            now: now, metrics: metrics, logger: logger,
                                            endpointChanged: { state.withLockedValue { $0.endpointsChanged = true } })
         self.runner = DeliveryRunner(processor: processor, wakeup: wakeup, metrics: metrics, logger: logger,
-                                     recordingLimit: configuration.concurrency)
+                                     recordingLimit: configuration.concurrency, endpointCap: configuration.perEndpointConcurrency)
     }
 
     /// Attempts in flight right now: requests not answered yet, and attempts not recorded yet.
@@ -241,7 +241,7 @@ extension Dispatcher: DeliveryHandOver {
     }
 
     public func busyEndpoints() -> Set<EndpointID> {
-        runner.busyEndpoints(cap: configuration.perEndpointConcurrency)
+        runner.busyEndpoints
     }
 
     public func endpointsChanged() {

@@ -12,6 +12,9 @@ final class DeliveryRunner: Sendable {
         var load = AdmissionPolicy.Load()
         /// Answered, being recorded.
         var recording = 0
+        /// Endpoints with `endpointCap` or more requests in flight (kept as they change: every
+        /// publish asks).
+        var busy: Set<EndpointID> = []
     }
 
     let processor: DeliveryProcessor
@@ -19,9 +22,12 @@ final class DeliveryRunner: Sendable {
     let metrics: DeliveryMetrics
     let logger: Logger
     let recordingLimit: Int
+    let endpointCap: Int
     private let counts = NIOLockedValueBox(Counts())
 
-    init(processor: DeliveryProcessor, wakeup: DeliveryWakeup, metrics: DeliveryMetrics, logger: Logger, recordingLimit: Int) {
+    init(processor: DeliveryProcessor, wakeup: DeliveryWakeup, metrics: DeliveryMetrics, logger: Logger, recordingLimit: Int,
+         endpointCap: Int) {
+        self.endpointCap = endpointCap
         self.processor = processor
         self.wakeup = wakeup
         self.metrics = metrics
@@ -37,10 +43,8 @@ final class DeliveryRunner: Sendable {
     var inFlight: Int { counts.withLockedValue { $0.load.inFlight + $0.recording } }
     /// Whether attempts waiting to be recorded leave room for more requests.
     var mayStart: Bool { counts.withLockedValue { $0.recording < recordingLimit } }
-    /// Endpoints with at least `cap` requests in flight.
-    func busyEndpoints(cap: Int) -> Set<EndpointID> {
-        counts.withLockedValue { Set($0.load.perEndpoint.filter { $0.value >= cap }.keys) }
-    }
+    /// Endpoints at their cap (`endpointCap` requests in flight).
+    var busyEndpoints: Set<EndpointID> { counts.withLockedValue { $0.busy } }
 
     /// Starts one attempt of `delivery` in `group`. `failure` records a failed attempt with that
     /// reason instead of sending anything.
@@ -52,6 +56,7 @@ final class DeliveryRunner: Sendable {
             counts.load.inFlight += 1
             counts.load.inFlightBytes += bytes
             counts.load.perEndpoint[delivery.endpointID, default: 0] += 1
+            if counts.load.perEndpoint[delivery.endpointID, default: 0] >= endpointCap { counts.busy.insert(delivery.endpointID) }
             if suspect { counts.load.suspects += 1 }
         }
         group.addTask {
@@ -63,7 +68,9 @@ final class DeliveryRunner: Sendable {
                         counts.load.inFlightBytes -= bytes
                         counts.recording += 1
                         counts.load.perEndpoint[delivery.endpointID, default: 1] -= 1
-                        if counts.load.perEndpoint[delivery.endpointID] == 0 { counts.load.perEndpoint[delivery.endpointID] = nil }
+                        let left = counts.load.perEndpoint[delivery.endpointID] ?? 0
+                        if left == 0 { counts.load.perEndpoint[delivery.endpointID] = nil }
+                        if left < self.endpointCap { counts.busy.remove(delivery.endpointID) }
                         if suspect { counts.load.suspects -= 1 }
                     }
                     self.wakeup.nudge()
