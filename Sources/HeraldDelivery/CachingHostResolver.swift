@@ -20,9 +20,9 @@ import NIOConcurrencyHelpers
 public final class CachingHostResolver: HostResolver {
     /// How long and how many answers are kept.
     public struct Configuration: Sendable, Hashable {
-        /// How long addresses are kept.
+        /// How long addresses are kept (at most a year; zero or less keeps none).
         public var positiveTTL: Duration
-        /// How long a failed lookup is remembered.
+        /// How long a failed lookup is remembered (at most a year; zero or less keeps none).
         public var negativeTTL: Duration
         /// The most hosts kept; 0 keeps none (lookups are still shared while they run).
         public var maxEntries: Int
@@ -63,6 +63,11 @@ public final class CachingHostResolver: HostResolver {
     /// A cache with an injected clock, for tests of expiry.
     init(base: any HostResolver, configuration: Configuration, now: @escaping @Sendable () -> ContinuousClock.Instant) {
         self.base = base
+        var configuration = configuration
+        // Clamped so that `now + ttl` cannot overflow the instant's arithmetic.
+        let year = Duration.seconds(366 * 86_400)
+        configuration.positiveTTL = min(configuration.positiveTTL, year)
+        configuration.negativeTTL = min(configuration.negativeTTL, year)
         self.configuration = configuration
         self.now = now
     }

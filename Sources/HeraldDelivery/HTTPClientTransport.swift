@@ -215,9 +215,11 @@ public final class HTTPClientTransport: WebhookTransport {
         let (all, retiring) = clients.withLockedValue { clients -> ([HTTPClient], [EventLoopFuture<Void>]) in
             clients.isShutDown = true
             let all = clients.byKey.values.map(\.client) + clients.draining.values.map(\.client)
+            let retiring = Array(clients.retiring.values)
             clients.byKey = [:]
             clients.draining = [:]
-            return (all, Array(clients.retiring.values))
+            clients.retiring = [:]  // awaited below
+            return (all, retiring)
         }
         for client in all { try? await client.shutdown() }
         for future in retiring { try? await future.get() }

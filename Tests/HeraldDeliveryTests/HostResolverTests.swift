@@ -93,6 +93,14 @@ struct HostResolverTests {
         #expect(fake.calls("slow.test") == 1)
     }
 
+    @Test func anEnormousTTLIsClampedNotATrap() async throws {
+        let fake = FakeHostResolver(answers: ["a.test": Self.local])
+        let resolver = CachingHostResolver(base: fake, configuration: .init(positiveTTL: .seconds(Int64.max), negativeTTL: .seconds(Int64.max)))
+        #expect(try await resolver.resolve("a.test") == Self.local)
+        await #expect(throws: DeliveryRefusal.self) { try await resolver.resolve("b.test") }
+        #expect(resolver.entryCount == 2)
+    }
+
     @Test func ipLiteralsNeverReachTheResolver() async throws {
         let fake = FakeHostResolver()
         let policy = OutboundNetworkPolicy(allowed: [CIDR("127.0.0.0/8")!, CIDR("::1/128")!], resolver: fake)
