@@ -1,5 +1,8 @@
 import Foundation
+import HeraldCore
 @testable import HeraldDelivery
+import Logging
+import ServiceLifecycle
 import Testing
 
 /// No stored endpoint can crash or stall the transport: bad URLs and headers fail with a reason,
@@ -188,5 +191,51 @@ struct TransportHardeningTests {
         let reason = try #require(failureReason(response))
         #expect(reason.contains("could not resolve host nope.test"))
         await transport.shutdown()
+    }
+}
+
+/// The dispatcher with the real transport: endpoints stored by an older version with URLs the API
+/// now refuses get failed attempts with the reason, and the process (and the other endpoints) go on.
+@Suite("Dispatcher live: stored bad URLs", .serialized)
+struct DispatcherStoredBadURLTests {
+    @Test func endpointsWithImpossiblePortsFailTheirAttemptsAndOthersDeliver() async throws {
+        let receiver = try await ScriptedReceiver()
+        let store = InMemoryStore()
+        let app = Application(name: "A")
+        try await store.createApplication(app)
+        let key = EndpointSecret(key: Array(repeating: 1, count: 24))
+        // Written to the store directly: the API would refuse them.
+        let bad = [
+            Endpoint(appID: app.id, url: "http://127.0.0.1:65536/", secrets: [key]),
+            Endpoint(appID: app.id, url: "http://127.0.0.1:0/", secrets: [key]),
+            Endpoint(appID: app.id, url: "http://127.0.0.1:99999999999999999999/", secrets: [key]),
+        ]
+        let good = Endpoint(appID: app.id, url: receiver.url("/ok"), secrets: [key])
+        for endpoint in bad + [good] { try await store.createEndpoint(endpoint) }
+        _ = try await store.publish(PublishRequest(message: Message(appID: app.id, eventType: "e", payload: Array("{}".utf8))))
+
+        var configuration = Dispatcher.Configuration()
+        configuration.pollInterval = .milliseconds(50)
+        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: [CIDR("127.0.0.0/8")!]))
+        let dispatcher = Dispatcher(store: store, transport: transport, configuration: configuration, logger: Logger(label: "test"))
+        let group = ServiceGroup(services: [dispatcher], logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let attempted = await holdsSoon {
+                let page = try? await store.listAttempts(app: app.id, filter: AttemptFilter(), PageRequest(limit: 250))
+                return (page?.items.count ?? 0) >= 4
+            }
+            #expect(attempted)
+            let attempts = try await store.listAttempts(app: app.id, filter: AttemptFilter(), PageRequest(limit: 250)).items
+            for endpoint in bad {
+                let attempt = try #require(attempts.first { $0.endpointID == endpoint.id })
+                #expect(attempt.status == .fail)
+                #expect(attempt.response.contains("invalid endpoint URL") && attempt.response.contains("port"), "\(attempt.response)")
+            }
+            #expect(attempts.first { $0.endpointID == good.id }?.status == .success)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        await receiver.stop()
     }
 }
