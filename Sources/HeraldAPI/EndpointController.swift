@@ -74,16 +74,13 @@ struct EndpointController {
         return EndpointSecret(key: WebhookSecret.generate().bytes)
     }
 
-    static func validURL(_ text: String) -> Bool {
-        guard text.count <= 65536, let url = URL(string: text), let scheme = url.scheme?.lowercased(),
-              scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty else { return false }
-        return true
-    }
+    /// Whether `text` meets `EndpointURL`'s rules (scheme, host, port, length, no credentials).
+    static func validURL(_ text: String) -> Bool { EndpointURL.problem(text) == nil }
 
     static func read(_ body: inout BodyReader, into endpoint: inout Endpoint, partial: Bool) {
         if !partial || body.has("url") {
             if let url = body.string("url", required: true, minLength: 1, maxLength: 65536) {
-                if validURL(url) { endpoint.url = url } else { body.fail("url", "invalid or missing URL scheme: expected an http or https URL", type: "value_error.url") }
+                if let problem = EndpointURL.problem(url) { body.fail("url", problem, type: "value_error.url") } else { endpoint.url = url }
             }
         }
         if !partial || body.has("description") { endpoint.description = body.string("description") ?? "" }

@@ -80,6 +80,10 @@ public struct HeraldConfiguration: Sendable {
     /// Attempts in flight at once, and per endpoint.
     public var deliveryConcurrency = 1000
     public var perEndpointConcurrency = 16
+    /// Outbound HTTP clients (destinations) kept at once; each holds at most 64 connections.
+    public var maxHTTPClients = 128
+    /// Seconds a resolved host name is kept.
+    public var dnsCacheTTL: Double = 60
 
     public init() {}
 }

@@ -64,7 +64,9 @@ public struct HeraldServer: Sendable {
         var dispatcher: Dispatcher?
         if configuration.role != .api {
             let networks = configuration.allowedNetworks.compactMap(CIDR.init)
-            let transport = transport ?? HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: networks))
+            var transportConfiguration = HTTPClientTransport.Configuration(maxClients: configuration.maxHTTPClients)
+            transportConfiguration.dnsCache.positiveTTL = .seconds(configuration.dnsCacheTTL)
+            let transport = transport ?? HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: networks), configuration: transportConfiguration)
             var dispatcherConfiguration = Dispatcher.Configuration()
             dispatcherConfiguration.processor.retryPolicy.schedule = configuration.retrySchedule.map(TimeInterval.init)
             dispatcherConfiguration.processor.requestTimeout = configuration.requestTimeout

@@ -62,6 +62,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("endpoint-concurrency"), help: ArgumentHelp("Attempts in flight to one endpoint at once [HERALD_ENDPOINT_CONCURRENCY, default 16].", valueName: "n"))
     var endpointConcurrency: String?
 
+    @Option(name: .customLong("max-http-clients"), help: ArgumentHelp("Outbound destinations with open connections at once, at most 64 connections each [HERALD_MAX_HTTP_CLIENTS, default 128].", valueName: "n"))
+    var maxHTTPClients: String?
+
+    @Option(name: .customLong("dns-cache-ttl"), help: ArgumentHelp("Seconds a resolved host name is kept [HERALD_DNS_CACHE_TTL, default 60].", valueName: "seconds"))
+    var dnsCacheTTL: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error [HERALD_LOG_LEVEL, default info].", valueName: "level"))
     var logLevel: String?
 
@@ -198,6 +204,14 @@ struct ServeSettings {
         }
         if let count = try concurrency(command.deliveryConcurrency, "HERALD_DELIVERY_CONCURRENCY") { configuration.deliveryConcurrency = count }
         if let count = try concurrency(command.endpointConcurrency, "HERALD_ENDPOINT_CONCURRENCY") { configuration.perEndpointConcurrency = count }
+        if let (text, name) = value(command.maxHTTPClients, "HERALD_MAX_HTTP_CLIENTS") {
+            guard let count = Int(text), (1...100_000).contains(count) else { throw CLIError("\(name): '\(text)' is not a number from 1 to 100000") }
+            configuration.maxHTTPClients = count
+        }
+        if let (text, name) = value(command.dnsCacheTTL, "HERALD_DNS_CACHE_TTL") {
+            guard let seconds = Double(text), seconds >= 0, seconds <= 86400 else { throw CLIError("\(name): '\(text)' is not a number of seconds from 0 to 86400") }
+            configuration.dnsCacheTTL = seconds
+        }
         var level = Logger.Level.info
         if let (text, name) = value(command.logLevel, "HERALD_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: text.lowercased()) else { throw CLIError("\(name): '\(text)' is not a log level") }

@@ -34,11 +34,27 @@ public struct DeliveryMetrics: Sendable {
         } else {  // a status outside 100–599
             Counter(label: "herald_attempts_total", dimensions: [("outcome", status.label), ("status_class", statusClass)]).increment()
         }
-        attemptDuration.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        attemptDuration.recordNanoseconds(Self.nanoseconds(duration))
         if let seconds = publishToDelivery {
-            self.publishToDelivery.recordNanoseconds(Int64(seconds * 1e9))
+            // From stored timestamps: a clock step or an odd row must not trap the conversion.
+            self.publishToDelivery.recordNanoseconds(Self.nanoseconds(seconds: seconds))
         }
     }
+
+    /// `duration` in nanoseconds, clamped to 0 … 100 years.
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0 else { return 0 }
+        return min(seconds, maxSeconds) * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    /// `seconds` in nanoseconds, clamped to 0 … 100 years (NaN is 0).
+    static func nanoseconds(seconds: Double) -> Int64 {
+        guard seconds.isFinite, seconds > 0 else { return seconds == .infinity ? maxSeconds * 1_000_000_000 : 0 }
+        return Int64(min(seconds, Double(maxSeconds)) * 1e9)
+    }
+
+    private static let maxSeconds: Int64 = 100 * 365 * 86_400
 
     public func endpointDisabled() {
         disabled.increment()

@@ -205,10 +205,15 @@ public struct DeliveryProcessor: Sendable {
                try await queue.recordEndpointHealth(app: seen.appID, endpoint: seen.id, .disabled, at: date) {
                 changed = true
                 metrics.endpointDisabled()
-                logger.notice("endpoint disabled", metadata: ["herald.endpoint.reason": "\(gone ? "410 Gone" : "failing for \(Int(failingFor)) s")"])
+                logger.notice("endpoint disabled", metadata: ["herald.endpoint.reason": "\(gone ? "410 Gone" : "failing for \(Self.seconds(failingFor)) s")"])
             }
         }
         if changed { endpointChanged() }
+    }
+
+    /// Whole seconds of an interval between stored dates, clamped (never traps).
+    static func seconds(_ interval: TimeInterval) -> Int {
+        interval.isFinite ? Int(min(max(interval, -1e15), 1e15)) : 0
     }
 
     /// Whole milliseconds of `duration`, clamped (a stored duration never traps).

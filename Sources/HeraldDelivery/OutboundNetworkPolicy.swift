@@ -1,23 +1,26 @@
-import NIOPosix
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Decides which addresses deliveries may reach. Loopback, private, link-local, CGNAT,
 /// unspecified, multicast, reserved and documentation ranges — and IPv6 forms that carry such an
 /// IPv4 address (mapped, compatible, NAT64, 6to4) — are refused unless a CIDR in `allowed`
 /// contains them. The host is resolved once; the caller connects to the vetted address only.
+///
+/// Names are resolved by `resolver` (IP literals never are); with none, by
+/// `SystemHostResolver.shared`. `HTTPClientTransport` puts its own cache in front of whichever it
+/// gets, and bounds every lookup by the attempt's deadline.
 ///
 /// ```swift
 /// let policy = OutboundNetworkPolicy(allowed: [CIDR("127.0.0.0/8")!])
 /// let target = try await policy.vet(host: "hooks.example.com")   // an allowed IPAddress
 /// ```
 public struct OutboundNetworkPolicy: Sendable {
+    /// Networks reachable although they are in a blocked range.
     public var allowed: [CIDR]
+    /// Resolves host names; nil means `SystemHostResolver.shared`.
+    public var resolver: (any HostResolver)?
 
-    public init(allowed: [CIDR] = []) { self.allowed = allowed }
+    public init(allowed: [CIDR] = [], resolver: (any HostResolver)? = nil) {
+        self.allowed = allowed
+        self.resolver = resolver
+    }
 
     /// Named blocked ranges.
     static let blocked: [(CIDR, String)] = [
@@ -41,14 +44,14 @@ public struct OutboundNetworkPolicy: Sendable {
         return Self.blocked.first { $0.0.contains(address) }?.1
     }
 
-    /// Resolves `host` and returns the first address that may be reached.
+    /// Resolves `host` (unless it is an IP literal) and returns the first address that may be reached.
     /// Throws `DeliveryRefusal` naming the address and why when none may.
     public func vet(host: String) async throws -> IPAddress {
         let addresses: [IPAddress]
         if let literal = IPAddress(host) {
             addresses = [literal]
         } else {
-            addresses = try await Self.resolve(host)
+            addresses = try await (resolver ?? SystemHostResolver.shared).resolve(host)
         }
         guard !addresses.isEmpty else { throw DeliveryRefusal("could not resolve host \(host)") }
         var reasons: [String] = []
@@ -60,35 +63,6 @@ public struct OutboundNetworkPolicy: Sendable {
             }
         }
         throw DeliveryRefusal("destination refused by the network policy: \(host) resolves to \(reasons.joined(separator: ", ")); allow it with --allow-network")
-    }
-
-    /// getaddrinfo on NIO's thread pool, so no cooperative thread blocks.
-    static func resolve(_ host: String) async throws -> [IPAddress] {
-        try await NIOThreadPool.singleton.runIfActive {
-            var hints = addrinfo()
-            hints.ai_family = AF_UNSPEC
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            var result: UnsafeMutablePointer<addrinfo>?
-            let status = getaddrinfo(host, nil, &hints, &result)
-            guard status == 0, let first = result else {
-                throw DeliveryRefusal("could not resolve host \(host)")
-            }
-            defer { freeaddrinfo(first) }
-            var addresses: [IPAddress] = []
-            var cursor: UnsafeMutablePointer<addrinfo>? = first
-            while let info = cursor {
-                if info.pointee.ai_family == AF_INET, let sockaddr = info.pointee.ai_addr {
-                    let address = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-                    if let ip = IPAddress(bytes: withUnsafeBytes(of: address) { Array($0) }) { addresses.append(ip) }
-                } else if info.pointee.ai_family == AF_INET6, let sockaddr = info.pointee.ai_addr {
-                    let address = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                    if let ip = IPAddress(bytes: withUnsafeBytes(of: address) { Array($0) }) { addresses.append(ip) }
-                }
-                cursor = info.pointee.ai_next
-            }
-            var seen = Set<IPAddress>()
-            return addresses.filter { seen.insert($0).inserted }
-        }
     }
 }
 

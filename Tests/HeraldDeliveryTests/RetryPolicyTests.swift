@@ -58,3 +58,44 @@ struct RetryPolicyTests {
         #expect(RetryPolicy.parseRetryAfter("-5", now: now) == nil)
     }
 }
+
+/// Values from a receiver or a setting never trap the arithmetic, and are clamped.
+@Suite("RetryPolicy: checked conversions")
+struct RetryPolicyClampingTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func aHugeRetryAfterIsClampedNotATrap() {
+        #expect(RetryPolicy.parseRetryAfter("99999999999999999999", now: now) == RetryPolicy.maxDelay)
+        #expect(RetryPolicy.parseRetryAfter("9223372036854775807", now: now) == RetryPolicy.maxDelay)
+        #expect(RetryPolicy.parseRetryAfter(String(repeating: "9", count: 1000), now: now) == nil)  // not a header value
+    }
+
+    @Test func aNegativeRetryAfterIsIgnored() {
+        #expect(RetryPolicy.parseRetryAfter("-5", now: now) == nil)
+        #expect(RetryPolicy.parseRetryAfter("+5", now: now) == nil)
+        #expect(RetryPolicy.parseRetryAfter("", now: now) == nil)
+    }
+
+    @Test func aFarFutureOrPastHTTPDateIsClamped() {
+        #expect(RetryPolicy.parseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", now: now) == RetryPolicy.maxDelay)
+        #expect(RetryPolicy.parseRetryAfter("Thu, 01 Jan 1970 00:00:00 GMT", now: now) == 0)
+    }
+
+    @Test(arguments: [Double.infinity, .nan, 1e300, -1e300, .greatestFiniteMagnitude])
+    func anyRetryAfterGivesAFiniteDateWithinTheBound(retryAfter: Double) throws {
+        var rng = SystemRandomNumberGenerator()
+        let policy = RetryPolicy(maxRetryAfter: .infinity)
+        let next = try #require(policy.nextAttempt(after: 1, outcome: .status(503, retryAfter: retryAfter), now: now, random: &rng))
+        let delay = next.timeIntervalSince(now)
+        #expect(delay.isFinite && delay >= 0 && delay <= RetryPolicy.maxDelay * 1.2 + 1)
+    }
+
+    @Test func oddSchedulesAndJitterDoNotTrap() throws {
+        var rng = SystemRandomNumberGenerator()
+        for (schedule, jitter) in [([Double.infinity], 0.2), ([.nan], 0.2), ([-5], 0.2), ([5], .infinity), ([5], .nan), ([5], 7)] {
+            let next = try #require(RetryPolicy(schedule: schedule, jitter: jitter).nextAttempt(after: 1, outcome: .networkError, now: now, random: &rng))
+            let delay = next.timeIntervalSince(now)
+            #expect(delay.isFinite && delay >= 0 && delay <= RetryPolicy.maxDelay, "\(schedule) \(jitter): \(delay)")
+        }
+    }
+}

@@ -8,17 +8,22 @@ import NIOPosix
 final class ScriptedReceiver: Sendable {
     let channel: any Channel
     let hits = NIOLockedValueBox<[String: Int]>([:])
+    /// `/held` answers 200 once this is open.
+    let gate = NIOLockedValueBox(false)
     var port: Int { channel.localAddress!.port! }
 
     func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
     func hitCount(_ path: String) -> Int { hits.withLockedValue { $0[path, default: 0] } }
+    /// Lets every `/held` request (waiting or to come) have its answer.
+    func openGate() { gate.withLockedValue { $0 = true } }
 
     init() async throws {
         let hits = self.hits
+        let gate = self.gate
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.addHandler(ScriptedHandler(hits: hits))
+                channel.pipeline.addHandler(ScriptedHandler(hits: hits, gate: gate))
             }
             .bind(host: "127.0.0.1", port: 0)
             .get()
@@ -32,9 +37,13 @@ private final class ScriptedHandler: ChannelInboundHandler, @unchecked Sendable 
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     let hits: NIOLockedValueBox<[String: Int]>
+    let gate: NIOLockedValueBox<Bool>
     var received = ByteBuffer()
 
-    init(hits: NIOLockedValueBox<[String: Int]>) { self.hits = hits }
+    init(hits: NIOLockedValueBox<[String: Int]>, gate: NIOLockedValueBox<Bool>) {
+        self.hits = hits
+        self.gate = gate
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var chunk = unwrapInboundIn(data)
@@ -71,6 +80,10 @@ private final class ScriptedHandler: ChannelInboundHandler, @unchecked Sendable 
             write("HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n\r\n", context)
         case "/redirect":
             write("HTTP/1.1 302 Found\r\nlocation: /target\r\ncontent-length: 0\r\n\r\n", context)
+        case "/held":
+            answerWhenTheGateOpens(context: context)
+        case "/retry-after-huge":
+            write("HTTP/1.1 503 Service Unavailable\r\nretry-after: \(String(repeating: "9", count: 4000))\r\ncontent-length: 0\r\n\r\n", context)
         case "/hang":
             break  // never answers
         case "/close":
@@ -87,6 +100,15 @@ private final class ScriptedHandler: ChannelInboundHandler, @unchecked Sendable 
         default:
             write("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", context)
         }
+    }
+
+    func answerWhenTheGateOpens(context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        if gate.withLockedValue({ $0 }) {
+            write("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld", context)
+            return
+        }
+        context.eventLoop.scheduleTask(in: .milliseconds(10)) { self.answerWhenTheGateOpens(context: context) }
     }
 
     func trickle(context: ChannelHandlerContext, remaining: Int) {

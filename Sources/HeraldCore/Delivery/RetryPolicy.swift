@@ -28,6 +28,10 @@ public struct RetryPolicy: Sendable, Hashable {
         self.maxRetryAfter = maxRetryAfter
     }
 
+    /// The longest delay any retry is scheduled after (a year), whatever the schedule, a
+    /// `Retry-After` or an HTTP date asks for: a later date would not fit the stores' timestamps.
+    public static let maxDelay: TimeInterval = 366 * 86_400
+
     /// How many attempts a delivery gets in all.
     public var maxAttempts: Int { schedule.count + 1 }
 
@@ -44,7 +48,8 @@ public struct RetryPolicy: Sendable, Hashable {
     /// When to try again after attempt number `attempt` (1-based) failed, or nil to give up.
     public func nextAttempt(after attempt: Int, outcome: Outcome, now: Date, random: inout some RandomNumberGenerator) -> Date? {
         guard attempt >= 1, attempt <= schedule.count else { return nil }
-        var delay = schedule[attempt - 1]
+        var delay = Self.clamped(schedule[attempt - 1])
+        let jitter = jitter.isFinite ? min(max(jitter, 0), 1) : 0  // a wider range would not be a finite one
         if jitter > 0 {
             delay *= Double.random(in: (1 - jitter)...(1 + jitter), using: &random)
         }
@@ -54,23 +59,35 @@ public struct RetryPolicy: Sendable, Hashable {
         case .status(let code, let retryAfter):
             if code == 429 { delay = max(delay, throttledMinimum) }
             if let retryAfter, retryAfter > 0, code == 429 || code == 503 || (300..<600).contains(code) {
-                delay = max(delay, min(retryAfter, maxRetryAfter))
+                delay = max(delay, min(Self.clamped(retryAfter), Self.clamped(maxRetryAfter)))
             }
         case .networkError:
             break
         }
-        return now.addingTimeInterval(delay)
+        return now.addingTimeInterval(Self.clamped(delay))
     }
 
-    /// Parses a `Retry-After` value: delay-seconds or an HTTP date.
+    /// `seconds` within 0 … `maxDelay`; NaN is 0.
+    static func clamped(_ seconds: TimeInterval) -> TimeInterval {
+        guard !seconds.isNaN else { return 0 }
+        return min(max(seconds, 0), maxDelay)
+    }
+
+    /// Parses a `Retry-After` value: delay-seconds or an HTTP date, as seconds from `now` within
+    /// 0 … `maxDelay` (a huge number or a far-future date is clamped, a past date is 0). Nil when it
+    /// is neither (a negative number included).
     public static func parseRetryAfter(_ value: String, now: Date) -> TimeInterval? {
         let trimmed = value.trimmingCharacters(in: .whitespaces)
-        if let seconds = Int(trimmed), seconds >= 0 { return TimeInterval(seconds) }
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 64 else { return nil }  // valid values are ≤ 29 characters
+        if trimmed.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+            // Digits only: too many for an Int is still a (very long) delay.
+            return clamped(Int(trimmed).map(TimeInterval.init) ?? maxDelay)
+        }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: trimmed) else { return nil }
-        return max(0, date.timeIntervalSince(now))
+        return clamped(date.timeIntervalSince(now))
     }
 }
