@@ -217,7 +217,7 @@ struct DispatcherStoredBadURLTests {
         var configuration = Dispatcher.Configuration()
         configuration.pollInterval = .milliseconds(50)
         let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: [CIDR("127.0.0.0/8")!]))
-        let dispatcher = Dispatcher(store: store, transport: transport, configuration: configuration, logger: Logger(label: "test"))
+        let dispatcher = Dispatcher(queue: store, transport: transport, configuration: configuration, logger: Logger(label: "test"))
         let group = ServiceGroup(services: [dispatcher], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
