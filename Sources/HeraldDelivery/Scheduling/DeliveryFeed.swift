@@ -30,6 +30,8 @@ struct DeliveryFeed {
     private var lastLapsedClaim = ContinuousClock.now - .seconds(60)
     /// Whether more may be due than the last claim took.
     private(set) var claimAgain = true
+    /// When each unreadable endpoint was last logged (at most once a minute each; bounded).
+    private var warned: [EndpointID: ContinuousClock.Instant] = [:]
 
     init(queue: any DeliveryQueue, configuration: Configuration, logger: Logger) {
         self.queue = queue
@@ -97,10 +99,13 @@ struct DeliveryFeed {
             fresh.removeAll(where: gone)
             if reload { held.removeAll(where: gone) }
             for (id, endpoint) in loaded.endpoints {
-                if let reason = endpoint.unreadable {
-                    logger.warning("endpoint cannot be read; its deliveries fail", metadata: [
-                        "herald.endpoint.id": "\(id)", "herald.endpoint.reason": "\(reason)"])
-                }
+                guard let reason = endpoint.unreadable else { continue }
+                let now = ContinuousClock.now
+                if let last = warned[id], now - last < .seconds(60) { continue }
+                if warned.count >= 1000 { warned = warned.filter { now - $0.value < .seconds(60) } }
+                warned[id] = now
+                logger.warning("endpoint cannot be read; its deliveries fail", metadata: [
+                    "herald.endpoint.id": "\(id)", "herald.endpoint.reason": "\(reason)"])
             }
         } catch {
             logger.warning("could not load deliveries", metadata: ["herald.error": "\(error)"])
