@@ -151,7 +151,10 @@ public final class Dispatcher: Service, Sendable {
                     && feed.shouldClaim(signalled: wakeup.hasNewWork) {
                     wakeup.claimingNewWork()
                     var load = runner.load
-                    for delivery in feed.held + fresh { load.perEndpoint[delivery.endpointID, default: 0] += 1 }
+                    for delivery in feed.held + fresh {
+                        load.perEndpoint[delivery.endpointID, default: 0] += 1
+                        load.perApplication[delivery.appID, default: 0] += 1
+                    }
                     fresh += await feed.claim(budget: budget, now: current, policy: &policy, load: load)
                 }
                 fresh = await feed.load(fresh, reload: swept || changed)

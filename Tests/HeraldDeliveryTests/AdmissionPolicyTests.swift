@@ -84,6 +84,21 @@ struct AdmissionPolicyTests {
         #expect(quotas[EndpointID(rawValue: "ep_backlog")] == 16, "the backlog is capped too, leaving budget unclaimed for others")
     }
 
+    @Test func oneApplicationNeverTakesTheSlotsKeptForOthers() {
+        // Application A has 100 slow endpoints, each with room; the budget is 100 with 10 kept.
+        var policy = AdmissionPolicy(configuration: .init(concurrency: 100, perEndpointConcurrency: 16, applicationReserve: 10))
+        let many = (0..<100).map { Self.due(String(format: "ep_a%03d", $0), app: "app_a") }
+        #expect(policy.quotas(for: many, budget: 100, local: .init()).values.reduce(0, +) == 90, "A alone fills at most 90")
+        let local = AdmissionPolicy.Load(inFlight: 90, perApplication: [ApplicationID(rawValue: "app_a"): 90])
+        #expect(policy.quotas(for: many, budget: 10, local: local).isEmpty, "A at its cap gets no more")
+        let withB = many + [Self.due("ep_b", app: "app_b")]
+        #expect(policy.quotas(for: withB, budget: 10, local: local) == [EndpointID(rawValue: "ep_b"): 10],
+                "the kept slots go to B at once")
+        let a = Self.delivery("ep_a001", app: "app_a")
+        #expect(policy.admit(a, payloadBytes: 1, load: local) == .waitForEndpoint, "a hand-over to A at its cap goes back to the queue")
+        #expect(policy.admit(Self.delivery("ep_b", app: "app_b"), payloadBytes: 1, load: local) == .start)
+    }
+
     @Test func noBudgetOrNothingDueClaimsNothing() {
         var policy = AdmissionPolicy()
         #expect(policy.quotas(for: [Self.due("ep_a", app: "app_a")], budget: 0, local: .init()).isEmpty)

@@ -10,13 +10,16 @@ import HeraldCore
 /// 2. **Per-endpoint cap.** At most `perEndpointConcurrency` requests in flight to one endpoint,
 ///    counting every node's (the queue reports them) — so work that waits on a busy endpoint is
 ///    never claimed and never takes budget another endpoint could use.
-/// 3. **Turns.** A claim's budget is dealt one delivery at a time, round-robin over the
+/// 3. **Per-application cap.** One application may fill the budget only up to
+///    `concurrency - applicationReserve`: the rest is kept for the other applications, so an
+///    application with a thousand slow endpoints cannot hold every slot while another waits.
+/// 4. **Turns.** A claim's budget is dealt one delivery at a time, round-robin over the
 ///    applications with work due, and within an application round-robin over its endpoints,
 ///    longest-waiting first. An application with 1,000 busy endpoints gets the same share as one
 ///    with a single endpoint; an endpoint with 100,000 deliveries due gets the same share as one
 ///    with one. Budget an application cannot use (its endpoints are at their caps or have no more
 ///    due) goes to the others.
-/// 4. **Poison.** A delivery that was in flight when its worker stopped
+/// 5. **Poison.** A delivery that was in flight when its worker stopped
 ///    `DeliveryQueueLimits.maxInterruptions` times in a row is failed without being sent; one that
 ///    was interrupted twice is started only when no other such delivery is in flight, so a delivery
 ///    that kills the process cannot take innocent ones down with it again and again.
@@ -36,12 +39,19 @@ public struct AdmissionPolicy: Sendable {
         public var perEndpointConcurrency: Int
         /// Payload bytes in flight at once (a single larger delivery is still admitted alone).
         public var maxInFlightBytes: Int
+        /// Slots one application can never take: kept for the others (a tenth of the budget).
+        public var applicationReserve: Int
 
-        public init(concurrency: Int = 1000, perEndpointConcurrency: Int = 16, maxInFlightBytes: Int = 256 << 20) {
+        public init(concurrency: Int = 1000, perEndpointConcurrency: Int = 16, maxInFlightBytes: Int = 256 << 20,
+                    applicationReserve: Int? = nil) {
             self.concurrency = max(1, concurrency)
             self.perEndpointConcurrency = max(1, perEndpointConcurrency)
             self.maxInFlightBytes = max(1, maxInFlightBytes)
+            self.applicationReserve = min(max(0, applicationReserve ?? concurrency / 10), max(0, concurrency - 1))
         }
+
+        /// Requests one application may have in flight.
+        public var perApplicationConcurrency: Int { concurrency - applicationReserve }
     }
 
     /// What this dispatcher has in flight now.
@@ -49,13 +59,16 @@ public struct AdmissionPolicy: Sendable {
         public var inFlight = 0
         public var inFlightBytes = 0
         public var perEndpoint: [EndpointID: Int] = [:]
+        public var perApplication: [ApplicationID: Int] = [:]
         /// In flight among deliveries interrupted twice or more (at most one at a time).
         public var suspects = 0
 
-        public init(inFlight: Int = 0, inFlightBytes: Int = 0, perEndpoint: [EndpointID: Int] = [:], suspects: Int = 0) {
+        public init(inFlight: Int = 0, inFlightBytes: Int = 0, perEndpoint: [EndpointID: Int] = [:],
+                    perApplication: [ApplicationID: Int] = [:], suspects: Int = 0) {
             self.inFlight = inFlight
             self.inFlightBytes = inFlightBytes
             self.perEndpoint = perEndpoint
+            self.perApplication = perApplication
             self.suspects = suspects
         }
     }
@@ -64,7 +77,8 @@ public struct AdmissionPolicy: Sendable {
     public enum Decision: Sendable, Hashable {
         /// Start the attempt now.
         case start
-        /// Keep it until the endpoint has room (it is at its cap).
+        /// Hand it back to the queue: its endpoint (or its application) is at its cap, and it is
+        /// claimed again when its turn comes.
         case waitForEndpoint
         /// Keep it until the global budget (requests, bytes, or the one-suspect rule) has room.
         case waitForBudget
@@ -92,6 +106,13 @@ public struct AdmissionPolicy: Sendable {
             let room = configuration.perEndpointConcurrency - busy
             if room > 0 { byApp[endpoint.appID, default: []].append((endpoint.endpointID, room)) }
         }
+        // Each application's room under its cap (this dispatcher's count: the queue does not
+        // report applications).
+        var appRoom: [ApplicationID: Int] = [:]
+        for app in byApp.keys {
+            let room = configuration.perApplicationConcurrency - (local.perApplication[app] ?? 0)
+            if room > 0 { appRoom[app] = room } else { byApp[app] = nil }
+        }
         guard !byApp.isEmpty else { return [:] }
         var apps = byApp.keys.sorted()
         let start = turn % apps.count
@@ -108,7 +129,10 @@ public struct AdmissionPolicy: Sendable {
                 endpoints[index].room -= 1
                 quotas[endpoints[index].id, default: 0] += 1
                 left -= 1
-                if endpoints[index].room == 0 {
+                appRoom[app, default: 0] -= 1
+                if appRoom[app, default: 0] <= 0 {
+                    endpoints = []  // the application is at its cap
+                } else if endpoints[index].room == 0 {
                     endpoints.remove(at: index)
                 } else {
                     index += 1
@@ -131,6 +155,7 @@ public struct AdmissionPolicy: Sendable {
         if load.inFlight >= configuration.concurrency { return .waitForBudget }
         if load.inFlight > 0 && load.inFlightBytes + payloadBytes > configuration.maxInFlightBytes { return .waitForBudget }
         if (load.perEndpoint[delivery.endpointID] ?? 0) >= configuration.perEndpointConcurrency { return .waitForEndpoint }
+        if (load.perApplication[delivery.appID] ?? 0) >= configuration.perApplicationConcurrency { return .waitForEndpoint }
         if delivery.interruptedCount >= 2 && load.suspects > 0 { return .waitForBudget }
         return .start
     }

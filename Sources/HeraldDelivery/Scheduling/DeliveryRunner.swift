@@ -56,6 +56,7 @@ final class DeliveryRunner: Sendable {
             counts.load.inFlight += 1
             counts.load.inFlightBytes += bytes
             counts.load.perEndpoint[delivery.endpointID, default: 0] += 1
+            counts.load.perApplication[delivery.appID, default: 0] += 1
             if counts.load.perEndpoint[delivery.endpointID, default: 0] >= endpointCap { counts.busy.insert(delivery.endpointID) }
             if suspect { counts.load.suspects += 1 }
         }
@@ -71,6 +72,8 @@ final class DeliveryRunner: Sendable {
                         let left = counts.load.perEndpoint[delivery.endpointID] ?? 0
                         if left == 0 { counts.load.perEndpoint[delivery.endpointID] = nil }
                         if left < self.endpointCap { counts.busy.remove(delivery.endpointID) }
+                        counts.load.perApplication[delivery.appID, default: 1] -= 1
+                        if counts.load.perApplication[delivery.appID] == 0 { counts.load.perApplication[delivery.appID] = nil }
                         if suspect { counts.load.suspects -= 1 }
                     }
                     self.wakeup.nudge()
