@@ -230,6 +230,11 @@ def test_an_endpoint_whose_secrets_cannot_be_read_fails_alone_and_can_be_fixed(t
         attempts = wait_until(broken_attempts, "the broken endpoint's attempts are recorded")
         assert all("could not be read" in a["response"] or "unsealed" in a["response"] for a in attempts), attempts
         assert receiver.at("/broken") == [], "nothing is sent unsigned"
+        server.kill9()
+        server = start(f"sqlite:{path}")
+        api = API(server)
+        api.post("/api/v1/app/a/msg", {"eventType": "e", "payload": {"n": 3}})
+        wait_until(lambda: len(receiver.at("/good")) >= 4, "still delivering after kill -9 and a restart")
         # The API still reads it, refuses to show the secret with a reason, and replaces it.
         assert api.get("/api/v1/app/a/endpoint/broken").status_code == 200
         assert api.get("/api/v1/app/a/endpoint").status_code == 200
