@@ -114,6 +114,7 @@ def test_noisy_neighbour_counts_every_healthy_delivery(database):
     assert report["B published"].startswith("10 of 10 accepted, 0 refused"), out
     assert re.match(r"10 of 10 \(\d+ arrivals\)", report["B delivered"]), out
     assert re.match(r"p50 [\d.]+ ms\s+p90 [\d.]+ ms\s+p99 [\d.]+ ms\s+max [\d.]+ ms", report["B publish→delivery"]), out
+    assert re.match(r"p50 [\d.]+ ms\s+p99 [\d.]+ ms\s+max [\d.]+ ms", report["B publish answered in"]), out
     arrived = int(report["A arrived in all"].split()[0])
     assert 0 <= arrived <= 40, out
     assert report["goal"] == "B's publish→delivery p99 < 250 ms"

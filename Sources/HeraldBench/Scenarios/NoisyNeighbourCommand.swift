@@ -73,25 +73,40 @@ struct NoisyNeighbourCommand: AsyncParsableCommand {
             // B, paced; latency counts from when each publish was due.
             let aBefore = slow.total
             let begin = ContinuousClock.now
-            let publisher = BenchPublisher(targets: [targetB], token: context.token, count: healthyCount, connections: 4,
+            // How long the API took to answer each of B's publishes (from when it was actually sent).
+            let answers = NIOLockedValueBox<(sentAt: [Int: ContinuousClock.Instant], took: [Double])>(([:], []))
+            var publisher = BenchPublisher(targets: [targetB], token: context.token, count: healthyCount, connections: 4,
                                            interval: .nanoseconds(Int64(1e9 / rate)), begin: begin,
                                            body: { publishBody(eventType: "noisy.b", index: $0) },
-                                           willSend: { fast.sent($0, at: $1) })
-            let outcome = try await withDeadline(context, "publishing B's \(healthyCount) messages") { try await publisher.publish() }
+                                           willSend: { index, due in
+                                               fast.sent(index, at: due)
+                                               answers.withLockedValue { $0.sentAt[index] = .now }
+                                           })
+            publisher.answered = { index, _ in
+                let now = ContinuousClock.now
+                answers.withLockedValue { state in
+                    if let sent = state.sentAt[index] { state.took.append(seconds(now - sent)) }
+                }
+            }
+            let configured = publisher
+            let outcome = try await withDeadline(context, "publishing B's \(healthyCount) messages") { try await configured.publish() }
+            let publishedIn = seconds(.now - begin)
             let acceptedB = healthyCount - outcome.errors
             let allArrived = await fast.wait(forUnique: acceptedB, until: context.deadline)
-            let windowEnd = fast.lastArrival ?? .now
+            let window = seconds(.now - begin)
             let aDuring = slow.total - aBefore
+            let took = answers.withLockedValue { $0.took }.sorted()
 
             let latencies = fast.latencies().sorted()
             // Messages that never arrived count as slower than anything that did.
             let missing = acceptedB - latencies.count
             let withMissing = latencies + Array(repeating: Double.infinity, count: max(0, missing))
             func ms(_ value: Double) -> String { value.isFinite ? String(format: "%.1f ms", value * 1000) : "not delivered" }
-            context.line("B published", "\(acceptedB) of \(healthyCount) accepted, \(outcome.errors) refused, in \(String(format: "%.1f", seconds(.now - begin))) s")
+            context.line("B published", "\(acceptedB) of \(healthyCount) accepted, \(outcome.errors) refused, in \(String(format: "%.1f", publishedIn)) s")
+            context.line("B publish answered in", "p50 \(ms(percentile(took, 0.5)))  p99 \(ms(percentile(took, 0.99)))  max \(ms(took.last ?? .nan))")
             context.line("B delivered", "\(fast.unique) of \(acceptedB) (\(fast.total) arrivals)")
             context.line("B publish→delivery", "p50 \(ms(percentile(withMissing, 0.5)))  p90 \(ms(percentile(withMissing, 0.9)))  p99 \(ms(percentile(withMissing, 0.99)))  max \(ms(withMissing.last ?? .nan))")
-            context.line("A arrived during B's window", "\(aDuring) in \(String(format: "%.1f", seconds(windowEnd - begin))) s")
+            context.line("A arrived during B's run", "\(aDuring) in \(String(format: "%.1f", window)) s (B's publishing and the wait for its deliveries)")
             context.line("A arrived in all", "\(slow.total) (\(slow.unique) distinct) of \(seeded.sent - seeded.errors)")
             context.line("server RSS", megabytes(server.rss))
             let p99 = percentile(withMissing, 0.99)
