@@ -129,8 +129,9 @@ final class ScenarioContext: @unchecked Sendable {
     }
 
     /// The error for a missed deadline: reported as a line first, then one line on stderr and a non-zero exit.
-    func missed(_ what: String) -> BenchError {
-        line("deadline", "missed (\(String(format: "%.0f", seconds(deadline - begin))) s): \(what)")
+    /// `overall`: the scenario's own deadline passed (else a wait with its own bound, such as a probe's).
+    func missed(_ what: String, overall: Bool = true) -> BenchError {
+        line("deadline", overall ? "missed (\(String(format: "%.0f", seconds(deadline - begin))) s): \(what)" : "missed: \(what)")
         return BenchError("deadline missed: \(what)")
     }
 
