@@ -9,6 +9,7 @@ var products: [Product] = [
     .library(name: "WebhookSignature", targets: ["WebhookSignature"]),
     .library(name: "WebhookSignatureHummingbird", targets: ["WebhookSignatureHummingbird"]),
     .executable(name: "herald", targets: ["herald"]),
+    .executable(name: "herald-bench", targets: ["HeraldBench"]),
 ]
 
 var targets: [Target] = [
@@ -134,6 +135,29 @@ var targets: [Target] = [
     .executableTarget(
         name: "herald",
         dependencies: ["HeraldCLI"],
+        swiftSettings: swiftSettings
+    ),
+    // The benchmark scenarios: start `herald serve` as a subprocess, load it, report figures.
+    // Not part of the shipped `herald` binary.
+    .executableTarget(
+        name: "HeraldBench",
+        dependencies: [
+            "HeraldCore",
+            "HeraldDelivery",
+            "HeraldPostgres",
+            "WebhookSignature",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ],
         swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -15,7 +15,6 @@ public struct HeraldCommand: AsyncParsableCommand {
         abstract: "Herald: send, receive and debug webhooks.",
         version: HeraldVersion.current,
         subcommands: [ServeCommand.self, SignCommand.self, VerifyCommand.self, SendCommand.self, ListenCommand.self]
-            + [BenchCommand.self]
     )
 
     public init() {}
@@ -23,10 +22,11 @@ public struct HeraldCommand: AsyncParsableCommand {
     /// Runs Swift concurrency's tasks on NIO's event-loop threads instead of a second pool of
     /// threads, so a request handler, a database call's continuation and the HTTP client's I/O do
     /// not hop between two sets of threads. Call it first thing in `main`, once, on the main thread.
-    /// `HERALD_EVENT_LOOP_EXECUTOR=0` keeps Swift's own global executor, and so does `herald bench`:
-    /// its raw-client rate, the yardstick Herald is compared with, measured higher on Swift's pool.
+    /// `HERALD_EVENT_LOOP_EXECUTOR=0` keeps Swift's own global executor. (`herald-bench`, a separate
+    /// executable, keeps Swift's: its raw-client rate, the yardstick Herald is compared with, measured
+    /// higher on Swift's pool.)
     public static func installEventLoopExecutor(arguments: [String] = CommandLine.arguments) {
-        if ProcessInfo.processInfo.environment["HERALD_EVENT_LOOP_EXECUTOR"] == "0" || arguments.dropFirst().first == "bench" { return }
+        if ProcessInfo.processInfo.environment["HERALD_EVENT_LOOP_EXECUTOR"] == "0" { return }
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 

@@ -4,17 +4,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// `herald bench …`: load generators for a running `herald serve`. Performance is measured here,
-/// never by a timed assertion in a test.
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench",
-        abstract: "Benchmark a running herald serve.",
-        subcommands: [BenchPublishCommand.self, BenchDeliverCommand.self]
-    )
-}
-
-/// `herald bench publish --url URL --token T [-n 5000] [-c 16] [--endpoints 1] [--payload-bytes 256]`
+/// `herald-bench publish --url URL --token T [-n 5000] [-c 16] [--endpoints 1] [--payload-bytes 256]`
 ///
 /// Creates an application and its endpoints, then publishes N messages with C concurrent workers
 /// and prints the accepted rate, latency percentiles and the error count.
@@ -27,7 +17,7 @@ struct BenchPublishCommand: AsyncParsableCommand {
         POSTs -n messages to /api/v1/app/{app}/msg with -c requests in flight at a time. A request \
         counts as accepted when the answer is 202.
         Example:
-          herald bench publish --url http://127.0.0.1:8071 --token "$TOKEN" -n 5000 -c 16
+          herald-bench publish --url http://127.0.0.1:8071 --token "$TOKEN" -n 5000 -c 16
         """
     )
 
@@ -62,7 +52,7 @@ struct BenchPublishCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let target = URL(string: url), let scheme = target.scheme?.lowercased(), ["http", "https"].contains(scheme), target.host != nil else {
-            throw CLIError("'\(url)' is not an http(s) URL")
+            throw BenchError("'\(url)' is not an http(s) URL")
         }
         let base = url.hasSuffix("/") ? String(url.dropLast()) : url
 
@@ -83,9 +73,9 @@ struct BenchPublishCommand: AsyncParsableCommand {
     private func benchmark(client: HTTPClient, base: String) async throws {
         let api = BenchAPI(client: client, base: base, token: token, timeout: timeout)
 
-        let appName = "herald bench \(ISO8601DateFormatter().string(from: Date()))"
+        let appName = "herald-bench \(ISO8601DateFormatter().string(from: Date()))"
         let app = try await api.create(path: "/api/v1/app", body: ["name": appName], expect: 201, what: "the application")
-        guard let appID = app["id"] as? String else { throw CLIError("the server's application has no id") }
+        guard let appID = app["id"] as? String else { throw BenchError("the server's application has no id") }
         for _ in 0..<endpoints {
             _ = try await api.create(path: "/api/v1/app/\(appID)/endpoint", body: ["url": "http://127.0.0.1:9/"], expect: 201, what: "an endpoint")
         }
@@ -165,7 +155,7 @@ struct BenchAPI: Sendable {
         request.method = .POST
         request.headers.add(name: "authorization", value: "Bearer \(token)")
         request.headers.add(name: "content-type", value: "application/json")
-        request.headers.add(name: "user-agent", value: "Herald/\(HeraldVersion.current) bench")
+        request.headers.add(name: "user-agent", value: "herald-bench")
         request.body = .bytes(body)
         return request
     }
@@ -178,13 +168,13 @@ struct BenchAPI: Sendable {
             response = try await client.execute(request(path, body: ByteBuffer(bytes: data)), timeout: .milliseconds(Int64(timeout * 1000)))
             text = String(buffer: try await response.body.collect(upTo: 1 << 20))
         } catch {
-            throw CLIError("could not create \(what) at \(base): \(SendCommand.describe(error))")
+            throw BenchError("could not create \(what) at \(base): \(BenchError.describe(error))")
         }
         guard response.status.code == expect else {
-            throw CLIError("creating \(what) answered \(response.status.code): \(text.prefix(200))")
+            throw BenchError("creating \(what) answered \(response.status.code): \(text.prefix(200))")
         }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
-            throw CLIError("creating \(what) answered a body that is not a JSON object")
+            throw BenchError("creating \(what) answered a body that is not a JSON object")
         }
         return object
     }
@@ -199,7 +189,7 @@ struct BenchAPI: Sendable {
             let snippet = String(buffer: text).split(whereSeparator: \.isNewline).first.map { String($0.prefix(160)) } ?? ""
             return BenchSample(latency: latency, error: "\(response.status.code) \(snippet)")
         } catch {
-            return BenchSample(latency: ContinuousClock.now - started, error: SendCommand.describe(error))
+            return BenchSample(latency: ContinuousClock.now - started, error: BenchError.describe(error))
         }
     }
 }

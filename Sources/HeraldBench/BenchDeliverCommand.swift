@@ -10,7 +10,7 @@ import NIOCore
 import NIOHTTP1
 import WebhookSignature
 
-/// `herald bench deliver`: end-to-end delivery throughput and latency against a running
+/// `herald-bench deliver`: end-to-end delivery throughput and latency against a running
 /// `herald serve` (started with `--allow-network 127.0.0.0/8`), compared in the same run with the
 /// raw rate of the same HTTP client posting the same bodies to the same receiver with no storage.
 struct BenchDeliverCommand: AsyncParsableCommand {
@@ -22,7 +22,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         messages through the API (C in flight, or paced at --rate messages/s), and waits until every
         delivery arrived. Then posts the same N×M bodies straight to the receiver with the same client.
         Example:
-          herald bench deliver --url http://127.0.0.1:8071 --token "$TOKEN" -n 2000 -m 2 -c 32
+          herald-bench deliver --url http://127.0.0.1:8071 --token "$TOKEN" -n 2000 -m 2 -c 32
         """
     )
 
@@ -74,7 +74,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
                 group.addTask { try await app.runService(gracefulShutdownSignals: []) }
                 let started = ContinuousClock.now
                 while portBox.withLockedValue({ $0 }) == nil {
-                    guard ContinuousClock.now - started < .seconds(10) else { throw CLIError("the bench receiver did not start") }
+                    guard ContinuousClock.now - started < .seconds(10) else { throw BenchError("the bench receiver did not start") }
                     try await Task.sleep(for: .milliseconds(10))
                 }
                 let port = portBox.withLockedValue { $0! }
@@ -96,7 +96,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
         let response = try await client.execute(request, timeout: .seconds(30))
         let data = try await response.body.collect(upTo: 1 << 20)
-        guard (200..<300).contains(response.status.code) else { throw CLIError("\(method) \(url) answered \(response.status.code): \(String(buffer: data).prefix(200))") }
+        guard (200..<300).contains(response.status.code) else { throw BenchError("\(method) \(url) answered \(response.status.code): \(String(buffer: data).prefix(200))") }
         return (try JSONSerialization.jsonObject(with: Data(buffer: data)) as? [String: Any]) ?? [:]
     }
 
@@ -126,7 +126,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         case .nio:
             let targets = try bases.map { base -> BenchPublisher.Target in
                 guard let parsed = URL(string: base), parsed.scheme == "http", let host = parsed.host else {
-                    throw CLIError("--url \(base): the NIO publisher needs an http:// URL with a host")
+                    throw BenchError("--url \(base): the NIO publisher needs an http:// URL with a host")
                 }
                 return BenchPublisher.Target(host: host, port: parsed.port ?? 80, path: parsed.path + "/api/v1/app/\(appID)/msg")
             }

@@ -4,7 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// The load generator of `herald bench deliver`: publishes through the real API over plain
+/// The load generator of `herald-bench deliver` and the scenarios: publishes through the real API over plain
 /// keep-alive HTTP/1.1 connections on NIO, the way `wrk` would, so that the bench's own client costs
 /// the shared cores as little as possible. Each connection sends its next publish as soon as the
 /// previous one was answered; every answer is read and its status checked.
@@ -31,9 +31,26 @@ struct BenchPublisher: Sendable {
     /// was due in paced mode (a publish sent late, because every connection was busy, counts its
     /// wait too), or now.
     let willSend: @Sendable (Int, ContinuousClock.Instant) -> Void
+    /// The request path of message `i`, when it is not the target's (messages to several applications).
+    var path: (@Sendable (Int) -> String)? = nil
+    /// No message is sent at or after this instant (a publish run bounded in time rather than count).
+    var stopAt: ContinuousClock.Instant? = nil
+    /// Called with message `i`'s answer status once it was read.
+    var answered: (@Sendable (Int, UInt) -> Void)? = nil
+
+    /// How many messages were sent, and how many of them were not answered `202 Accepted`.
+    struct Outcome: Sendable {
+        let sent: Int
+        let errors: Int
+    }
 
     /// Publishes every message; returns how many were not answered `202 Accepted`.
     func run() async throws -> Int {
+        try await publish().errors
+    }
+
+    /// Publishes every message (or until `stopAt`); returns how many were sent and refused.
+    func publish() async throws -> Outcome {
         let group = MultiThreadedEventLoopGroup.singleton
         let state = NIOLockedValueBox(Shared())
         var done: [EventLoopFuture<Void>] = []
@@ -51,13 +68,20 @@ struct BenchPublisher: Sendable {
             bootstrap.connect(host: target.host, port: target.port).whenFailure { promise.fail($0) }
             done.append(promise.futureResult)
         }
-        for future in done { try await future.get() }
-        return state.withLockedValue { $0.errors }
+        // Cancelled (a scenario's deadline passed): close every connection, which fails its promise.
+        try await withTaskCancellationHandler {
+            for future in done { try await future.get() }
+        } onCancel: {
+            for channel in state.withLockedValue({ $0.channels }) { channel.close(promise: nil) }
+        }
+        return state.withLockedValue { Outcome(sent: $0.sent, errors: $0.errors) }
     }
 
     struct Shared {
         var next = 0
+        var sent = 0
         var errors = 0
+        var channels: [any Channel] = []
     }
 
     /// One connection: send, read the whole answer, send the next, until every index is taken.
@@ -70,6 +94,7 @@ struct BenchPublisher: Sendable {
         private let shared: NIOLockedValueBox<Shared>
         private let done: EventLoopPromise<Void>
         private var status: UInt = 0
+        private var current = 0
         private var finished = false
 
         init(publisher: BenchPublisher, target: Target, shared: NIOLockedValueBox<Shared>, done: EventLoopPromise<Void>) {
@@ -80,6 +105,8 @@ struct BenchPublisher: Sendable {
         }
 
         func channelActive(context: ChannelHandlerContext) {
+            let channel = context.channel
+            shared.withLockedValue { $0.channels.append(channel) }
             sendNext(context: context)
             context.fireChannelActive()
         }
@@ -92,6 +119,7 @@ struct BenchPublisher: Sendable {
                 break
             case .end:
                 if status != 202 { shared.withLockedValue { $0.errors += 1 } }
+                publisher.answered?(current, status)
                 sendNext(context: context)
             }
         }
@@ -116,11 +144,13 @@ struct BenchPublisher: Sendable {
         }
 
         private func sendNext(context: ChannelHandlerContext) {
-            let index = shared.withLockedValue { shared -> Int in
+            // Past `stopAt` no index is taken, so the indices sent are always 0..<sent.
+            let index = shared.withLockedValue { shared -> Int? in
+                if let stopAt = publisher.stopAt, ContinuousClock.now >= stopAt { return nil }
                 defer { shared.next += 1 }
                 return shared.next
             }
-            guard index < publisher.count else { return finish(context: context, .success(())) }
+            guard let index, index < publisher.count else { return finish(context: context, .success(())) }
             if let interval = publisher.interval {
                 let wait = publisher.begin + interval * index - .now
                 if wait > .zero {
@@ -136,13 +166,15 @@ struct BenchPublisher: Sendable {
         }
 
         private func send(_ index: Int, context: ChannelHandlerContext) {
+            current = index
+            shared.withLockedValue { $0.sent += 1 }
             let bytes = publisher.body(index)
             var headers = HTTPHeaders()
             headers.add(name: "host", value: "\(target.host):\(target.port)")
             headers.add(name: "authorization", value: "Bearer \(publisher.token)")
             headers.add(name: "content-type", value: "application/json")
             headers.add(name: "content-length", value: String(bytes.count))
-            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path, headers: headers)
+            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: publisher.path?(index) ?? target.path, headers: headers)
             publisher.willSend(index, publisher.interval.map { publisher.begin + $0 * index } ?? .now)
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
