@@ -16,8 +16,15 @@ import NIOPosix
 /// older versions may hold URLs that the API now refuses), so no stored value reaches a trapping
 /// conversion in the HTTP client: such an attempt fails with the reason.
 ///
-/// **Bounded resources.** There is one `HTTPClient` per destination (scheme, host, port and vetted
-/// address: exactly one connection pool each), at most `Configuration.maxClients` of them, the
+/// **Plain http** goes through one shared `HTTPClient`: the request is sent to the vetted address
+/// itself (`http://ADDRESS:PORT/…` with the endpoint's `Host` header), so no per-destination
+/// client is needed and thousands of hosts cost one connection pool each inside that client, not a
+/// client each (creating and shutting down clients at a high rate grows the process's memory).
+/// After `Configuration.maxSharedDestinations` distinct destinations the shared client is replaced
+/// by a fresh one and retired once idle, so its pools stay bounded too.
+///
+/// **Bounded resources.** For https there is one `HTTPClient` per destination (scheme, host, port and vetted
+/// address: exactly one connection pool each, keeping the TLS server name), at most `Configuration.maxClients` of them, the
 /// least recently used evicted first. An evicted client takes no new requests and is shut down as
 /// soon as its requests in flight finish (at once when it has none). Each client opens at most
 /// `connectionsPerHost` connections, so the transport holds at most
@@ -48,9 +55,17 @@ public final class HTTPClientTransport: WebhookTransport {
         public var dnsThreads: Int
         /// The DNS cache in front of the resolver.
         public var dnsCache: CachingHostResolver.Configuration
+        /// Whether plain-http requests share one client (sent to the vetted address with the
+        /// endpoint's Host header) instead of a client per destination.
+        public var sharesPlainHTTPClient: Bool
+        /// Distinct destinations the shared client serves before it is replaced by a fresh one.
+        public var maxSharedDestinations: Int
 
         public init(maxClients: Int = 128, connectionsPerHost: Int = 64, idleTimeout: Duration = .seconds(60),
-                    dnsThreads: Int = 16, dnsCache: CachingHostResolver.Configuration = .init()) {
+                    dnsThreads: Int = 16, dnsCache: CachingHostResolver.Configuration = .init(),
+                    sharesPlainHTTPClient: Bool = true, maxSharedDestinations: Int = 10_000) {
+            self.sharesPlainHTTPClient = sharesPlainHTTPClient
+            self.maxSharedDestinations = max(1, maxSharedDestinations)
             self.maxClients = maxClients
             self.connectionsPerHost = connectionsPerHost
             self.idleTimeout = idleTimeout
@@ -74,6 +89,8 @@ public final class HTTPClientTransport: WebhookTransport {
     private struct Clients {
         var byKey: [String: Pooled] = [:]  // "scheme://host:port|address" → a client pinned to that address
         var draining: [UInt64: Pooled] = [:]  // evicted, shut down when their last request finishes
+        var shared: Pooled?  // plain http, to vetted addresses
+        var sharedDestinations: Set<String> = []
         var retiring: [UInt64: EventLoopFuture<Void>] = [:]  // shutting down
         var nextID: UInt64 = 0
         var tick: UInt64 = 0
@@ -136,7 +153,9 @@ public final class HTTPClientTransport: WebhookTransport {
     // MARK: Clients
 
     /// Clients that exist and are not yet shut down: cached, draining and shutting down.
-    var liveClientCount: Int { clients.withLockedValue { $0.byKey.count + $0.draining.count + $0.retiring.count } }
+    var liveClientCount: Int {
+        clients.withLockedValue { $0.byKey.count + $0.draining.count + $0.retiring.count + ($0.shared == nil ? 0 : 1) }
+    }
     /// Clients that take new requests.
     var cachedClientCount: Int { clients.withLockedValue { $0.byKey.count } }
 
@@ -178,6 +197,10 @@ public final class HTTPClientTransport: WebhookTransport {
 
     private func release(_ lease: Lease) {
         let retired = clients.withLockedValue { clients -> (UInt64, EventLoopFuture<Void>)? in
+            if clients.shared?.id == lease.id {
+                clients.shared!.inFlight -= 1
+                return nil
+            }
             if clients.byKey[lease.key]?.id == lease.id {
                 clients.byKey[lease.key]!.inFlight -= 1
                 return nil
@@ -192,6 +215,49 @@ public final class HTTPClientTransport: WebhookTransport {
             return Self.retire(draining, in: &clients)
         }
         if let retired { forget(retired) }
+    }
+
+    /// The shared plain-http client, for a request to `destination` ("address:port"); a fresh one
+    /// when the current one has served `maxSharedDestinations` destinations (the old one is retired
+    /// once idle).
+    private func sharedLease(destination: String) -> Lease? {
+        let (lease, retired) = clients.withLockedValue { clients -> (Lease?, (UInt64, EventLoopFuture<Void>)?) in
+            guard !clients.isShutDown else { return (nil, nil) }
+            var retired: (UInt64, EventLoopFuture<Void>)?
+            if !clients.sharedDestinations.contains(destination) {
+                if clients.sharedDestinations.count >= configuration.maxSharedDestinations, let old = clients.shared {
+                    clients.shared = nil
+                    clients.sharedDestinations = []
+                    if old.inFlight == 0 { retired = Self.retire(old, in: &clients) } else { clients.draining[old.id] = old }
+                }
+                clients.sharedDestinations.insert(destination)
+            }
+            if clients.shared == nil {
+                clients.nextID += 1
+                clients.shared = Pooled(id: clients.nextID, client: HTTPClient(eventLoopGroupProvider: .singleton,
+                                                                              configuration: Self.clientConfiguration(configuration)),
+                                        inFlight: 0, lastUsed: 0)
+            }
+            clients.shared!.inFlight += 1
+            return (Lease(key: "http-shared", id: clients.shared!.id, client: clients.shared!.client), retired)
+        }
+        if let retired { forget(retired) }
+        return lease
+    }
+
+    /// `url` (plain http) sent to `address` instead of its host, and the Host header it needs:
+    /// the URL's own authority (host and any port, as written). Nil when the URL has no authority.
+    static func pinned(_ url: String, to address: IPAddress, port: Int) -> (url: String, host: String)? {
+        guard let schemeEnd = url.range(of: "://") else { return nil }
+        let afterScheme = url[schemeEnd.upperBound...]
+        let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? afterScheme.endIndex
+        let authority = afterScheme[..<authorityEnd]
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        var rest = String(afterScheme[authorityEnd...])
+        if let fragment = rest.firstIndex(of: "#") { rest = String(rest[..<fragment]) }  // never sent
+        if rest.isEmpty || rest.first == "?" { rest = "/" + rest }
+        let literal = address.description.contains(":") ? "[\(address.description)]" : address.description
+        return ("http://\(literal):\(port)\(rest)", String(authority))
     }
 
     /// Starts shutting an evicted client down, under the lock that took it out of the cache (so
@@ -214,8 +280,9 @@ public final class HTTPClientTransport: WebhookTransport {
     public func shutdown() async {
         let (all, retiring) = clients.withLockedValue { clients -> ([HTTPClient], [EventLoopFuture<Void>]) in
             clients.isShutDown = true
-            let all = clients.byKey.values.map(\.client) + clients.draining.values.map(\.client)
+            let all = clients.byKey.values.map(\.client) + clients.draining.values.map(\.client) + (clients.shared.map { [$0.client] } ?? [])
             let retiring = Array(clients.retiring.values)
+            clients.shared = nil
             clients.byKey = [:]
             clients.draining = [:]
             clients.retiring = [:]  // awaited below
@@ -267,11 +334,18 @@ public final class HTTPClientTransport: WebhookTransport {
             } catch {
                 return failure("\(error)")
             }
-            guard let lease = self.lease(key: "\(scheme)://\(host):\(port)|\(address)", host: host, address: address) else {
-                return failure("the delivery transport is shut down")
+            var sending = prepared
+            let lease: Lease?
+            if scheme == "http", self.configuration.sharesPlainHTTPClient, let pinned = Self.pinned(request.url, to: address, port: port) {
+                sending.url = pinned.url
+                sending.headers.replaceOrAdd(name: "host", value: pinned.host)
+                lease = self.sharedLease(destination: "\(address)|\(port)")
+            } else {
+                lease = self.lease(key: "\(scheme)://\(host):\(port)|\(address)", host: host, address: address)
             }
+            guard let lease else { return failure("the delivery transport is shut down") }
             defer { self.release(lease) }
-            let response = try await lease.client.execute(prepared, deadline: deadline)
+            let response = try await lease.client.execute(sending, deadline: deadline)
             var collected: [UInt8] = []
             for try await chunk in response.body {
                 let room = TransportResponse.maxResponseBytes - collected.count

@@ -89,7 +89,7 @@ struct TransportHardeningTests {
     @Test func clientsAreBoundedAndEvictedOnesAreShutDown() async throws {
         var receivers: [ScriptedReceiver] = []
         for _ in 0..<5 { receivers.append(try await ScriptedReceiver()) }
-        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: Self.loopback), configuration: .init(maxClients: 2))
+        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: Self.loopback), configuration: .init(maxClients: 2, sharesPlainHTTPClient: false))
         for receiver in receivers {
             #expect(await send(transport, receiver.url("/ok")).outcome == .status(200))
             #expect(transport.cachedClientCount <= 2)
@@ -105,11 +105,39 @@ struct TransportHardeningTests {
         for receiver in receivers { await receiver.stop() }
     }
 
+    @Test func plainHTTPSharesOneClientThatIsRenewedAfterItsDestinationLimit() async throws {
+        var receivers: [ScriptedReceiver] = []
+        for _ in 0..<5 { receivers.append(try await ScriptedReceiver()) }
+        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: Self.loopback),
+                                            configuration: .init(maxClients: 2, maxSharedDestinations: 2))
+        for _ in 0..<2 {
+            for receiver in receivers {
+                #expect(await send(transport, receiver.url("/ok")).outcome == .status(200))
+            }
+        }
+        for receiver in receivers { #expect(receiver.hitCount("/ok") == 2, "sent to the vetted address, same path") }
+        #expect(transport.cachedClientCount == 0, "no client per destination")
+        #expect(await holdsSoon { transport.liveClientCount == 1 }, "replaced shared clients are shut down: \(transport.liveClientCount)")
+        await transport.shutdown()
+        #expect(transport.liveClientCount == 0)
+        for receiver in receivers { await receiver.stop() }
+    }
+
+    @Test func aPinnedURLKeepsItsPathQueryAndHostButNotItsFragment() throws {
+        let v4 = try #require(IPAddress("127.0.0.1"))
+        let pinned = try #require(HTTPClientTransport.pinned("http://hooks.example.com:8080/in/x?a=1&b=%20#frag", to: v4, port: 8080))
+        #expect(pinned.url == "http://127.0.0.1:8080/in/x?a=1&b=%20")
+        #expect(pinned.host == "hooks.example.com:8080")
+        let v6 = try #require(IPAddress("::1"))
+        let bare = try #require(HTTPClientTransport.pinned("http://example.com?q", to: v6, port: 80))
+        #expect(bare.url == "http://[::1]:80/?q" && bare.host == "example.com")
+    }
+
     @Test func evictionIsLeastRecentlyUsed() async throws {
         var receivers: [ScriptedReceiver] = []
         for _ in 0..<3 { receivers.append(try await ScriptedReceiver()) }
         let (a, b, c) = (receivers[0], receivers[1], receivers[2])
-        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: Self.loopback), configuration: .init(maxClients: 2))
+        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: Self.loopback), configuration: .init(maxClients: 2, sharesPlainHTTPClient: false))
         for receiver in [a, b, a, c] { #expect(await send(transport, receiver.url("/ok")).outcome == .status(200)) }
         // b was used less recently than a: b went, although a was created first.
         let ports = transport.cachedDestinations
@@ -123,7 +151,7 @@ struct TransportHardeningTests {
     @Test func aClientEvictedDuringASlowRequestIsShutDownOnlyAfterIt() async throws {
         let slow = try await ScriptedReceiver()
         let other = try await ScriptedReceiver()
-        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: Self.loopback), configuration: .init(maxClients: 1))
+        let transport = HTTPClientTransport(policy: OutboundNetworkPolicy(allowed: Self.loopback), configuration: .init(maxClients: 1, sharesPlainHTTPClient: false))
         let held = Task { await send(transport, slow.url("/held"), timeout: 30) }
         #expect(await holdsSoon { slow.hitCount("/held") == 1 })
         // A second destination evicts the slow request's client while it is in flight.

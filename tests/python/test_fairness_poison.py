@@ -47,6 +47,7 @@ class SlowAndFastReceiver:
     def __init__(self, slow_seconds=10.0):
         self.slow_seconds = slow_seconds
         self.arrivals = []
+        self.hosts = []
         self.lock = threading.Condition()
         self.stopping = threading.Event()
         receiver = self
@@ -60,6 +61,7 @@ class SlowAndFastReceiver:
                 arrived = time.time()
                 with receiver.lock:
                     receiver.arrivals.append((self.path, body, arrived))
+                    receiver.hosts.append(self.headers.get("host"))
                     receiver.lock.notify_all()
                 try:
                     if self.path.startswith("/slow"):
@@ -159,6 +161,8 @@ def test_a_slow_endpoint_with_a_backlog_does_not_delay_another_application(datab
         delays = sorted(arrived - published[json.loads(body)["n"]] for _, body, arrived in receiver.at("/fast"))
         assert len(delays) == 20
         assert delays[-1] < 1.0, f"every message within a second of its publish; delays {delays}"
+        authority = receiver.base.split("://", 1)[1]
+        assert set(receiver.hosts) == {authority}, f"the Host header is the endpoint URL's authority: {set(receiver.hosts)}"
         slow_in_flight = len(receiver.at("/slow"))
         assert slow_in_flight <= 16 * 2, f"the slow endpoint is held to its cap (over every node), got {slow_in_flight} requests"
     finally:

@@ -19,6 +19,10 @@ struct ScenarioOptions: ParsableArguments {
     @Flag(help: "Keep the temporary folder (the server's logs, the SQLite file).")
     var keep = false
 
+    @Option(name: .customLong("serve-arg"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("An extra argument for herald serve (repeatable), to compare settings; the goals are about the defaults.", valueName: "arg"))
+    var serveArguments: [String] = []
+
     func validate() throws {
         if let deadline, !(deadline > 0) { throw ValidationError("--deadline must be a positive number of seconds") }
         guard database == "sqlite" || database.hasPrefix("sqlite:") || database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") else {
@@ -58,6 +62,8 @@ final class ScenarioContext: @unchecked Sendable {
     let database: String
     /// The schema this run created in a PostgreSQL database (dropped at the end), if any.
     let createdSchema: String?
+    /// Extra `herald serve` arguments (`--serve-arg`).
+    let serveArguments: [String]
     let begin: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant
     let client: HTTPClient
@@ -66,6 +72,7 @@ final class ScenarioContext: @unchecked Sendable {
     private init(options: ScenarioOptions, defaultDeadline: Double) throws {
         binary = try options.heraldBinary()
         token = options.token
+        serveArguments = options.serveArguments
         var key = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
         for index in key.indices { key[index] = generator.next() }
@@ -111,7 +118,8 @@ final class ScenarioContext: @unchecked Sendable {
     /// Starts `herald serve` (no concurrency flags: the defaults are what the goals are about).
     func startServer(name: String = "serve") async throws -> HeraldServerProcess {
         let server = try await HeraldServerProcess.start(binary: binary, database: database, token: token, mainKey: mainKey,
-                                                         workDirectory: workDirectory, name: "\(name)\(servers.count + 1)", deadline: deadline)
+                                                         workDirectory: workDirectory, name: "\(name)\(servers.count + 1)",
+                                                         extraArguments: serveArguments, deadline: deadline)
         servers.append(server)
         return server
     }
