@@ -106,6 +106,9 @@ struct NoisyNeighbourCommand: AsyncParsableCommand {
             context.line("B publish answered in", "p50 \(ms(percentile(took, 0.5)))  p99 \(ms(percentile(took, 0.99)))  max \(ms(took.last ?? .nan))")
             context.line("B delivered", "\(fast.unique) of \(acceptedB) (\(fast.total) arrivals)")
             context.line("B publish→delivery", "p50 \(ms(percentile(withMissing, 0.5)))  p90 \(ms(percentile(withMissing, 0.9)))  p99 \(ms(percentile(withMissing, 0.99)))  max \(ms(withMissing.last ?? .nan))")
+            if missing > 0, !latencies.isEmpty {
+                context.line("B publish→delivery, arrived only", "p50 \(ms(percentile(latencies, 0.5)))  p99 \(ms(percentile(latencies, 0.99)))  max \(ms(latencies.last!)) (\(latencies.count) deliveries)")
+            }
             context.line("A arrived during B's run", "\(aDuring) in \(String(format: "%.1f", window)) s (B's publishing and the wait for its deliveries)")
             context.line("A arrived in all", "\(slow.total) (\(slow.unique) distinct) of \(seeded.sent - seeded.errors)")
             context.line("server RSS", megabytes(server.rss))
