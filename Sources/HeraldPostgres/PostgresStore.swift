@@ -30,6 +30,9 @@ public final class PostgresStore: HeraldStore {
     /// and every API write go through `client`, durably.
     let relaxedClient: PostgresClient
     let announcer: WorkAnnouncer
+    /// Group commit for attempt records: the attempts answered while one batch is being written
+    /// go in the next one, one statement for them all.
+    let attemptBatcher: WriteBatcher<AttemptRecord, Void>
     let secrets: EndpointSecretsCodec
     let logger: Logger
     /// Runs the pools; cancelled by `close`.
@@ -41,6 +44,11 @@ public final class PostgresStore: HeraldStore {
         self.client = client
         self.relaxedClient = relaxedClient
         self.announcer = WorkAnnouncer(client: client, logger: logger)
+        let timeout = configuration.operationTimeout
+        self.attemptBatcher = WriteBatcher(maxBatch: 256, mapError: PostgresErrorMapping.storeError) { records in
+            try await Self.recordAttempts(records, pool: relaxedClient, timeout: timeout, logger: logger)
+            return records.map { _ in .success(()) }
+        }
         self.poolTask = poolTask
         self.secrets = EndpointSecretsCodec(sealer: sealer)
         self.logger = logger

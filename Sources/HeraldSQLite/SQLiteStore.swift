@@ -63,12 +63,12 @@ public final class SQLiteStore: HeraldStore {
         self.durableCommits = configuration.synchronous == .full && path != ":memory:"
         self.secrets = EndpointSecretsCodec(sealer: sealer)
         let durable = configuration.synchronous == .full && path != ":memory:"
-        self.attemptBatcher = WriteBatcher(maxBatch: configuration.maxPublishBatch) { [writer] records in
+        self.attemptBatcher = WriteBatcher(maxBatch: configuration.maxPublishBatch, mapError: SQLiteErrorMapping.storeError) { [writer] records in
             try await Self.inOneTransaction(records, write: { body in try await Self.relaxedWrite(writer, durable: durable, body) }) { record, db in
                 try Self.recordAttempt(record.attempt, delivery: record.delivery, in: db)
             }
         }
-        self.batcher = PublishBatcher(maxBatch: configuration.maxPublishBatch) { [writer] requests in
+        self.batcher = PublishBatcher(maxBatch: configuration.maxPublishBatch, mapError: SQLiteErrorMapping.storeError) { [writer] requests in
             try await Self.publishBatch(requests, on: writer)
         }
     }

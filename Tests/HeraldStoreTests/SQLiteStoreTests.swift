@@ -213,7 +213,7 @@ struct SQLiteStoreTests {
     func batcherGroupsWaitingRequests() async throws {
         let gate = Gate()
         let recorder = BatchRecorder()
-        let batcher = PublishBatcher(maxBatch: 100) { requests in
+        let batcher = PublishBatcher(maxBatch: 100, mapError: SQLiteErrorMapping.storeError) { requests in
             let call = await recorder.record(requests.count)
             if call == 1 { await gate.wait() }
             if requests.contains(where: { $0.message.eventID == "fail-all" }) { throw StoreError(.unavailable, "boom") }
