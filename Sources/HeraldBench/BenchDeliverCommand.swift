@@ -136,7 +136,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
             ).run()
             errors.withLockedValue { $0 = failed }
         case .client:
-            try await Self.forEach(count, inFlight: rate == nil ? concurrency : count) { index in
+            try await forEachConcurrently(count, inFlight: rate == nil ? concurrency : count) { index in
                 // Paced: latency counts from when the publish was due, so a late send counts its wait.
                 let due = interval.map { begin + $0 * index }
                 if let due, due > .now { try await Task.sleep(until: due) }
@@ -163,7 +163,7 @@ struct BenchDeliverCommand: AsyncParsableCommand {
         let rawCount = count * endpoints
         receiver.reset()
         let rawBegin = ContinuousClock.now
-        try await Self.forEach(rawCount, inFlight: 64) { index in
+        try await forEachConcurrently(rawCount, inFlight: 64) { index in
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(receiverPort)/e/\(index % endpoints)")
             request.method = .POST
             let id = "raw_\(index)"
@@ -212,20 +212,6 @@ struct BenchDeliverCommand: AsyncParsableCommand {
 }
 
 extension BenchDeliverCommand {
-    /// Runs `work` for indices `0..<count`, at most `inFlight` at once: fill the slots, wait for one, refill.
-    static func forEach(_ count: Int, inFlight: Int, _ work: @escaping @Sendable (Int) async throws -> Void) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var next = 0
-            func add() {
-                let index = next
-                next += 1
-                group.addTask { try await work(index) }
-            }
-            for _ in 0..<min(inFlight, count) { add() }
-            while try await group.next() != nil { if next < count { add() } }
-        }
-    }
-
     /// The machine's idle and total CPU time so far, in ticks of all cores (Linux `/proc/stat`).
     static func machineIdle() -> (idle: Double, total: Double)? {
         guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),

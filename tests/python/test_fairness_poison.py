@@ -23,21 +23,10 @@ import pytest
 import requests
 
 from herald_server import HeraldServer, new_token
+from test_delivery_e2e import wait_until
 from test_postgres_nodes import pg_url, with_schema  # noqa: F401 (fixture)
 
 ALLOW_LOOPBACK = ["--allow-network", "127.0.0.0/8"]
-DEADLINE = 30.0
-
-
-def wait_until(condition, what, timeout=DEADLINE, interval=0.05):
-    end = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= end:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what() if callable(what) else what}")
-        time.sleep(interval)
 
 
 class SlowAndFastReceiver:
