@@ -34,8 +34,8 @@ extension PostgresStore {
         for row in walked {
             let endpoint = try row.value("endpoint_id", as: String.self)
             last = endpoint
-            let earliest = try row.date("due")
-            guard earliest <= now else { continue }
+            // A pending row without a due time (never written so) is skipped, not fatal to the walk.
+            guard let earliest = try? row.optionalDate("due"), earliest <= now else { continue }
             due.append(DueEndpoint(endpointID: EndpointID(rawValue: endpoint), appID: ApplicationID(rawValue: try row.value("app_id")),
                                    earliestDue: earliest, inFlight: try row.value("in_flight", as: Int.self)))
         }
