@@ -8,7 +8,10 @@ import Foundation
 /// Reads the raw body (up to `maxBodySize`, 413 beyond it), verifies it with the scheme you
 /// choose, and answers a failure with 401 and `{"error": "<code>", "message": "<why>"}`. With a
 /// deduplicator, a webhook id that was already processed gets `200 {"duplicate": true}` and the
-/// handler does not run again; if the handler throws or answers non-2xx the id is forgotten so the
+/// handler does not run again; a copy that arrives while another copy of the same id is still being
+/// handled gets `409 {"error": "in_progress"}` with `Retry-After: 5`, so the sender tries again
+/// rather than recording a success that the first copy may yet fail. The id counts as processed
+/// only once the handler answered 2xx; if it throws or answers non-2xx the id is forgotten so the
 /// sender's retry is processed. The handler reads the exact verified bytes from `request.body`,
 /// and `context.webhook` tells what was verified.
 ///
@@ -76,13 +79,25 @@ public struct WebhookVerificationMiddleware<Context: WebhookRequestContext>: Rou
         guard let deduplicator, let id = verified.id else {
             return try await next(request, context)
         }
-        guard await deduplicator.markSeen(id, now: receivedAt) else {
+        switch await deduplicator.claim(id, now: receivedAt) {
+        case .processed:
             context.logger.info("duplicate webhook ignored", metadata: ["herald.webhook.id": "\(id)"])
             return Self.json(.ok, ["duplicate": true])
+        case .inProgress:
+            context.logger.info("webhook still being processed; asked to retry", metadata: ["herald.webhook.id": "\(id)"])
+            var response = Self.json(.conflict, ["error": "in_progress", "message": "another copy of this webhook is being processed; retry later"])
+            response.headers[.retryAfter] = "5"
+            return response
+        case .new:
+            break
         }
         do {
             let response = try await next(request, context)
-            if !(200..<300).contains(response.status.code) { await deduplicator.forget(id) }
+            if (200..<300).contains(response.status.code) {
+                await deduplicator.complete(id, now: now())
+            } else {
+                await deduplicator.forget(id)
+            }
             return response
         } catch {
             await deduplicator.forget(id)
