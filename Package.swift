@@ -142,6 +142,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "HeraldBench",
         dependencies: [
+            "HeraldCLI",
             "HeraldCore",
             "HeraldDelivery",
             "HeraldPostgres",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import HeraldCLI
 import NIOCore
 import NIOHTTP1
 
@@ -168,7 +169,7 @@ struct BenchAPI: Sendable {
             response = try await client.execute(request(path, body: ByteBuffer(bytes: data)), timeout: .milliseconds(Int64(timeout * 1000)))
             text = String(buffer: try await response.body.collect(upTo: 1 << 20))
         } catch {
-            throw BenchError("could not create \(what) at \(base): \(BenchError.describe(error))")
+            throw BenchError("could not create \(what) at \(base): \(HTTPFailure.describe(error))")
         }
         guard response.status.code == expect else {
             throw BenchError("creating \(what) answered \(response.status.code): \(text.prefix(200))")
@@ -189,7 +190,7 @@ struct BenchAPI: Sendable {
             let snippet = String(buffer: text).split(whereSeparator: \.isNewline).first.map { String($0.prefix(160)) } ?? ""
             return BenchSample(latency: latency, error: "\(response.status.code) \(snippet)")
         } catch {
-            return BenchSample(latency: ContinuousClock.now - started, error: BenchError.describe(error))
+            return BenchSample(latency: ContinuousClock.now - started, error: HTTPFailure.describe(error))
         }
     }
 }

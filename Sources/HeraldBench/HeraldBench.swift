@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HeraldCLI
 
 /// `herald-bench`: load generators and benchmark scenarios for Herald. Not part of the shipped
 /// `herald` binary. Performance is measured here, never by a timed assertion in a test.
@@ -28,28 +29,6 @@ struct HeraldBench: AsyncParsableCommand {
 
     /// Runs the command line, printing any error as one line on stderr with a non-zero exit.
     static func main() async {
-        do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
-            Foundation.exit(0)
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success || error is CleanExit {
-                exit(withError: error)  // --help
-            }
-            if let exitCode = error as? ExitCode {
-                Foundation.exit(exitCode.rawValue)  // the command already said why
-            }
-            let message = self.message(for: error)
-                .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty }.joined(separator: " ")
-            let trimmed = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-            FileHandle.standardError.write(Data("herald-bench: error: \(trimmed)\n".utf8))
-            Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
-        }
+        await runAsRoot(toolName: "herald-bench")
     }
 }

@@ -32,6 +32,15 @@ public struct HeraldCommand: AsyncParsableCommand {
 
     /// Runs the command line, printing any error as one line on stderr with a non-zero exit.
     public static func runFromCommandLine() async -> Never {
+        await runAsRoot(toolName: "herald")
+    }
+}
+
+extension ParsableCommand {
+    /// Parses the process's arguments as this root command and runs it: `--help` and `--version`
+    /// print and exit 0; any error is one line on stderr (`TOOL: error: …`) and a non-zero exit.
+    /// Shared by `herald` and `herald-bench`.
+    public static func runAsRoot(toolName: String) async -> Never {
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -52,7 +61,7 @@ public struct HeraldCommand: AsyncParsableCommand {
                 .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty }.joined(separator: " ")
             let trimmed = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-            FileHandle.standardError.write(Data("herald: error: \(trimmed)\n".utf8))
+            FileHandle.standardError.write(Data("\(toolName): error: \(trimmed)\n".utf8))
             Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
     }

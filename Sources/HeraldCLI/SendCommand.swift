@@ -128,7 +128,12 @@ struct SendCommand: AsyncParsableCommand {
         return [UInt8](try JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys, .withoutEscapingSlashes]))
     }
 
-    static func describe(_ error: any Error) -> String {
+    static func describe(_ error: any Error) -> String { HTTPFailure.describe(error) }
+}
+
+/// One short line for an HTTP client or connection error (no header values, no bodies).
+public enum HTTPFailure {
+    public static func describe(_ error: any Error) -> String {
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .connectTimeout: return "timed out"

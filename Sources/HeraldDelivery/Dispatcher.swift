@@ -198,6 +198,8 @@ public final class Dispatcher: Service, Sendable {
         var waiting: [Delivery] = []
         var handBack: [Delivery] = []
         var full = false
+        // Read once, then as each start returns it (answers meanwhile only free more room).
+        var load = runner.load
         for delivery in feed.held {
             guard !full, runner.mayStart else { waiting.append(delivery); full = true; continue }
             // Not loaded (the read failed): loaded again after the next sweep.
@@ -205,19 +207,19 @@ public final class Dispatcher: Service, Sendable {
                 waiting.append(delivery)
                 continue
             }
-            switch policy.admit(delivery, payloadBytes: message.payload?.count ?? 0, load: runner.load) {
+            switch policy.admit(delivery, payloadBytes: message.payload?.count ?? 0, load: load) {
             case .start:
-                runner.start(delivery, endpoint: endpoint, message: message, in: &group)
+                load = runner.start(delivery, endpoint: endpoint, message: message, in: &group)
             case .fail(let reason):
                 logger.warning("delivery failed without an attempt", metadata: [
                     "herald.message.id": "\(delivery.messageID)", "herald.endpoint.id": "\(delivery.endpointID)",
                     "herald.delivery.interrupted": "\(delivery.interruptedCount)"])
-                runner.start(delivery, endpoint: endpoint, message: message, failure: reason, in: &group)
+                load = runner.start(delivery, endpoint: endpoint, message: message, failure: reason, in: &group)
             case .waitForEndpoint:
                 handBack.append(delivery)
             case .waitForBudget:
                 waiting.append(delivery)
-                if runner.load.inFlight >= configuration.concurrency { full = true }
+                if load.inFlight >= configuration.concurrency { full = true }
             }
         }
         metrics.inFlight(runner.sending)

@@ -42,17 +42,8 @@ struct BacklogCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await ScenarioContext.run(options, defaultDeadline: 1800) { context in
-            let slow = ArrivalCounter()
-            let fast = ArrivalCounter()
-            let ports = NIOLockedValueBox<(slow: Int, fast: Int)>((0, 0))
-            let delay = Duration.seconds(self.delay)
-            let receiver = ScenarioReceiver(
-                delay: { port in port == ports.withLockedValue({ $0.slow }) ? delay : .zero },
-                onArrival: { port, index, now in
-                    (port == ports.withLockedValue({ $0.slow }) ? slow : fast).arrived(index, at: now)
-                })
-            let listening = try await receiver.listen(count: 2, deadline: context.deadline)
-            ports.withLockedValue { $0 = (listening[0], listening[1]) }
+            let pair = try await SlowAndFastReceivers.listen(slowDelay: .seconds(self.delay), deadline: context.deadline)
+            let (receiver, slow, fast, listening) = (pair.receiver, pair.slow, pair.fast, [pair.slowPort, pair.fastPort])
             context.line("scenario", "backlog: \(backlog) pending for A (endpoint answers after \(self.delay) s); B healthy")
             context.line("database", options.database == "sqlite" ? "sqlite (fresh file)" : (context.createdSchema.map { "postgres (schema \($0))" } ?? "postgres"))
 

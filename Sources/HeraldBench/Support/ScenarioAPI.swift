@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HeraldCLI
 import NIOCore
 import NIOHTTP1
 
@@ -23,7 +24,7 @@ struct ScenarioAPI: Sendable {
             response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout / .nanoseconds(1))))
             data = try await response.body.collect(upTo: 1 << 20)
         } catch {
-            throw BenchError("\(method) \(path): \(BenchError.describe(error))")
+            throw BenchError("\(method) \(path): \(HTTPFailure.describe(error))")
         }
         guard expect.contains(response.status.code) else {
             throw BenchError("\(method) \(path) answered \(response.status.code): \(String(buffer: data).prefix(200))")

@@ -157,3 +157,25 @@ enum FileDescriptorLimit {
         return Int(limit.rlim_cur)
     }
 }
+
+/// Two receiver ports: one that answers after `slowDelay` (application A's endpoint) and one that
+/// answers at once (B's), each counting its own arrivals.
+struct SlowAndFastReceivers {
+    let receiver: ScenarioReceiver
+    let slow: ArrivalCounter
+    let fast: ArrivalCounter
+    let slowPort: Int
+    let fastPort: Int
+
+    static func listen(slowDelay: Duration, deadline: ContinuousClock.Instant) async throws -> SlowAndFastReceivers {
+        let slow = ArrivalCounter()
+        let fast = ArrivalCounter()
+        let slowPort = NIOLockedValueBox(0)
+        let receiver = ScenarioReceiver(
+            delay: { port in port == slowPort.withLockedValue({ $0 }) ? slowDelay : .zero },
+            onArrival: { port, index, now in (port == slowPort.withLockedValue({ $0 }) ? slow : fast).arrived(index, at: now) })
+        let listening = try await receiver.listen(count: 2, deadline: deadline)
+        slowPort.withLockedValue { $0 = listening[0] }
+        return SlowAndFastReceivers(receiver: receiver, slow: slow, fast: fast, slowPort: listening[0], fastPort: listening[1])
+    }
+}

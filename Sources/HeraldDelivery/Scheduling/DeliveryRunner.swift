@@ -47,18 +47,21 @@ final class DeliveryRunner: Sendable {
     var busyEndpoints: Set<EndpointID> { counts.withLockedValue { $0.busy } }
 
     /// Starts one attempt of `delivery` in `group`. `failure` records a failed attempt with that
-    /// reason instead of sending anything.
+    /// reason instead of sending anything. Returns the load with it counted (read under the same
+    /// lock, so admitting a batch takes the lock once per delivery).
+    @discardableResult
     func start(_ delivery: Delivery, endpoint: Endpoint, message: Message, failure: String? = nil,
-               in group: inout DiscardingTaskGroup) {
+               in group: inout DiscardingTaskGroup) -> AdmissionPolicy.Load {
         let bytes = message.payload?.count ?? 0
         let suspect = AdmissionPolicy.isSuspect(delivery)
-        counts.withLockedValue { counts in
+        let load = counts.withLockedValue { counts -> AdmissionPolicy.Load in
             counts.load.inFlight += 1
             counts.load.inFlightBytes += bytes
             counts.load.perEndpoint[delivery.endpointID, default: 0] += 1
             counts.load.perApplication[delivery.appID, default: 0] += 1
             if counts.load.perEndpoint[delivery.endpointID, default: 0] >= endpointCap { counts.busy.insert(delivery.endpointID) }
             if suspect { counts.load.suspects += 1 }
+            return counts.load
         }
         group.addTask {
             do {
@@ -88,5 +91,6 @@ final class DeliveryRunner: Sendable {
             self.metrics.inFlight(self.sending)
             self.wakeup.nudge()
         }
+        return load
     }
 }
