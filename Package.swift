@@ -8,6 +8,7 @@ let swiftSettings: [SwiftSetting] = [
 var products: [Product] = [
     .library(name: "WebhookSignature", targets: ["WebhookSignature"]),
     .library(name: "WebhookSignatureHummingbird", targets: ["WebhookSignatureHummingbird"]),
+    .library(name: "WebhookSignaturePostgres", targets: ["WebhookSignaturePostgres"]),
     .executable(name: "herald", targets: ["herald"]),
     .executable(name: "herald-bench", targets: ["HeraldBench"]),
 ]
@@ -26,6 +27,16 @@ var targets: [Target] = [
         dependencies: [
             "WebhookSignature",
             .product(name: "Hummingbird", package: "hummingbird"),
+        ],
+        swiftSettings: swiftSettings
+    ),
+    // A deduplicator shared by several receiver processes, in a PostgreSQL table.
+    .target(
+        name: "WebhookSignaturePostgres",
+        dependencies: [
+            "WebhookSignature",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ],
         swiftSettings: swiftSettings
     ),
@@ -207,6 +218,8 @@ var targets: [Target] = [
         name: "WebhookSignatureHummingbirdTests",
         dependencies: [
             "WebhookSignatureHummingbird",
+            "WebhookSignaturePostgres",
+            "HeraldTesting",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ],

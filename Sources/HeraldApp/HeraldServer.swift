@@ -109,12 +109,7 @@ public struct HeraldServer: Sendable {
             let key = SymmetricKey(size: .bits256)
             return try SQLiteStore(path: ":memory:", configuration: .init(synchronous: configuration.sqliteSynchronous), sealer: AESGCMSealer(key: key))
         case .sqliteFile(let path):
-            let key = try mainKey(configuration: configuration, databasePath: path)
-            do {
-                return try SQLiteStore(path: path, configuration: .init(synchronous: configuration.sqliteSynchronous), sealer: AESGCMSealer(key: key))
-            } catch let error as StoreError {
-                throw HeraldStartupError("--database: cannot open sqlite:\(path): \(error.message)")
-            }
+            return try openSQLite(path: path, configuration: configuration, logger: logger)
         case .postgres(let url):
             let postgresConfiguration: PostgresStore.Configuration
             do {
@@ -131,6 +126,8 @@ public struct HeraldServer: Sendable {
             do {
                 return try await PostgresStore.connect(configuration: postgresConfiguration,
                                                        sealer: AESGCMSealer(key: SymmetricKey(data: bytes)), logger: logger)
+            } catch let error as StoreError where error.code == .wrongKey {
+                throw HeraldStartupError("HERALD_MAIN_KEY is not the key this database's secrets were sealed with; start with the key it was created with (to change keys use: herald key rotate)")
             } catch let error as StoreError {
                 throw HeraldStartupError("--database: \(error.message)")
             }
@@ -145,33 +142,61 @@ public struct HeraldServer: Sendable {
 
     static func close(_ store: any HeraldStore) async {
         if let postgres = store as? PostgresStore { await postgres.close() }
+        if let sqlite = store as? SQLiteStore { try? sqlite.close() }
     }
 
-    /// The main key: `HERALD_MAIN_KEY` (base64 or hex of 32 bytes), else `<database>.key` beside the
-    /// database, created with mode 0600 on first start.
-    static func mainKey(configuration: HeraldConfiguration, databasePath: String) throws -> SymmetricKey {
+    /// Opens a SQLite file with its main key: `HERALD_MAIN_KEY` (base64 or hex of 32 bytes), else
+    /// `<database>.key` beside the database (`MainKeyFile`), created with mode 0600 on first start.
+    /// A key that is not the database's is refused before anything is written; a key file made
+    /// for a database that turns out to need another is removed again.
+    static func openSQLite(path: String, configuration: HeraldConfiguration, logger: Logger) throws -> SQLiteStore {
+        func open(_ key: SymmetricKey) throws -> SQLiteStore {
+            do {
+                return try SQLiteStore(path: path, configuration: .init(synchronous: configuration.sqliteSynchronous), sealer: AESGCMSealer(key: key))
+            } catch let error as StoreError where error.code == .wrongKey {
+                throw error
+            } catch let error as StoreError {
+                throw HeraldStartupError("--database: cannot open sqlite:\(path): \(error.message)")
+            }
+        }
+        let wrongKey = "is not the key sqlite:\(path) was sealed with; start with the key it was created with (to change keys use: herald key rotate)"
         if let bytes = configuration.mainKey {
             guard bytes.count == 32 else { throw HeraldStartupError("HERALD_MAIN_KEY must be 32 bytes in base64 or hex") }
-            return SymmetricKey(data: bytes)
-        }
-        let keyPath = databasePath + ".key"
-        let manager = FileManager.default
-        if manager.fileExists(atPath: keyPath) {
-            guard let data = manager.contents(atPath: keyPath), let decoded = Data(base64Encoded: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), decoded.count == 32 else {
-                throw HeraldStartupError("main key file \(keyPath) is unreadable or not 32 bytes of base64")
+            do { return try open(SymmetricKey(data: bytes)) } catch let error as StoreError where error.code == .wrongKey {
+                throw HeraldStartupError("HERALD_MAIN_KEY \(wrongKey)")
             }
-            return SymmetricKey(data: decoded)
         }
-        let key = SymmetricKey(size: .bits256)
-        let text = key.withUnsafeBytes { Data($0).base64EncodedString() } + "\n"
-        let directory = (keyPath as NSString).deletingLastPathComponent
-        if !directory.isEmpty, !manager.fileExists(atPath: directory) {
+        let file = MainKeyFile(databasePath: path)
+        if let key = try file.read() {
+            do {
+                let store = try open(key)
+                file.removeStaged()  // a rotation that stopped before it re-sealed anything
+                return store
+            } catch let error as StoreError where error.code == .wrongKey {
+                // A rotation that stopped after re-sealing, before renaming its key into place.
+                guard let staged = try file.readStaged(), let store = try? open(staged) else {
+                    throw HeraldStartupError("main key file \(file.path) \(wrongKey)")
+                }
+                try file.commitStaged()
+                logger.notice("finished an interrupted main key rotation", metadata: ["herald.key_file": "\(file.path)"])
+                return store
+            }
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
             throw HeraldStartupError("--database: directory \(directory) does not exist")
         }
-        guard manager.createFile(atPath: keyPath, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw HeraldStartupError("cannot write the main key file \(keyPath)")
+        let key = SymmetricKey(size: .bits256)
+        try file.create(key)
+        do {
+            return try open(key)
+        } catch let error as StoreError where error.code == .wrongKey {
+            file.remove()
+            throw HeraldStartupError("main key file \(file.path) is missing and sqlite:\(path) holds secrets sealed with another key: restore the key file, or set HERALD_MAIN_KEY")
+        } catch {
+            file.remove()
+            throw error
         }
-        return key
     }
 
     /// Registers the given token, or makes one when no admin token exists yet. Returns a made token.

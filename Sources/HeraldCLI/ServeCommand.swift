@@ -184,14 +184,7 @@ struct ServeSettings {
             configuration.sqliteSynchronous = mode
         }
         if let key = environment["HERALD_MAIN_KEY"], !key.isEmpty {
-            let trimmed = key.trimmingCharacters(in: .whitespacesAndNewlines)
-            if let data = Data(base64Encoded: trimmed), data.count == 32 {
-                configuration.mainKey = [UInt8](data)
-            } else if trimmed.count == 64, let bytes = hexBytes(trimmed) {
-                configuration.mainKey = bytes
-            } else {
-                throw CLIError("HERALD_MAIN_KEY: expected 32 bytes in base64 or 64 hex digits")
-            }
+            configuration.mainKey = try mainKey(key, name: "HERALD_MAIN_KEY")
         }
         if command.svixHeaders || ["1", "true", "yes"].contains(environment["HERALD_SVIX_HEADERS"]?.lowercased() ?? "") {
             configuration.sendSvixHeaders = true
@@ -218,6 +211,14 @@ struct ServeSettings {
             level = parsed
         }
         return ServeSettings(configuration: configuration, logLevel: level)
+    }
+
+    /// A main key given as text: 32 bytes in base64, or 64 hex digits.
+    static func mainKey(_ text: String, name: String) throws -> [UInt8] {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let data = Data(base64Encoded: trimmed), data.count == 32 { return [UInt8](data) }
+        if trimmed.count == 64, let bytes = hexBytes(trimmed) { return bytes }
+        throw CLIError("\(name): expected 32 bytes in base64 or 64 hex digits")
     }
 
     static func hexBytes(_ text: String) -> [UInt8]? {

@@ -28,6 +28,15 @@ enum PostgresMigrations {
     static let all: [Migration] = [
         Migration(name: "v1-schema", statements: v1),
         Migration(name: "v2-fair-queue", statements: v2),
+        Migration(name: "v3-sealed-at-rest", statements: v3),
+    ]
+
+    /// The main key's check value (`herald_meta`), and idempotency records sealed under the key:
+    /// a stored response may hold a secret or a token. Records written before stay readable as
+    /// they are (`body_sealed` false) until they expire, within 12 hours.
+    static let v3: [String] = [
+        "CREATE TABLE herald_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+        "ALTER TABLE idempotency_records ADD COLUMN body_sealed BOOLEAN NOT NULL DEFAULT false",
     ]
 
     /// The fair queue: due deliveries are found per endpoint (a skip scan over endpoints, then the

@@ -104,9 +104,10 @@ enum PostgresCoding {
             channels: try row.value("channels"), createdAt: try row.date("created_at"))
     }
 
-    static func idempotencyRecord(_ row: PostgresRandomAccessRow) throws -> IdempotencyRecord {
+    static func idempotencyRecord(_ row: PostgresRandomAccessRow, codec: EndpointSecretsCodec) throws -> IdempotencyRecord {
         IdempotencyRecord(
-            key: try row.value("key"), statusCode: try row.value("status_code"), body: try row.bytes("body") ?? [],
+            key: try row.value("key"), statusCode: try row.value("status_code"),
+            body: try codec.openBytes(try row.bytes("body") ?? [], sealed: try row.value("body_sealed")),
             createdAt: try row.date("created_at"), expiresAt: try row.date("expires_at"))
     }
 
@@ -131,7 +132,7 @@ enum PostgresCoding {
             }
         }
         let metadata = column("metadata", [:]) { try decode([String: String].self, json: try row.value(prefix + "metadata")) }
-        let headers = column("headers", [:]) { try decode([String: String].self, json: try row.value(prefix + "headers")) }
+        let headers = column("headers", [:]) { try decode([String: String].self, json: try codec.openText(try row.value(prefix + "headers"))) }
         let secrets = column("secrets", []) {
             try codec.open(try row.bytes(prefix + "secrets") ?? [], sealed: try row.value(prefix + "secrets_sealed"))
         }

@@ -12,17 +12,17 @@ import PostgresNIO
 /// Answers whether the application was found, whether the message was stored, and the endpoints
 /// queued.
 struct PublishStatement: PostgresPreparedStatement {
-    static let name = "herald_publish_v3"
+    static let name = "herald_publish_v4"
     static let sql = """
         WITH app AS (
             SELECT id FROM applications WHERE id = $1::text
         ), record AS (
-            INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at)
-            SELECT $2::text, $3::bigint, $4::bytea, $5::double precision, $6::double precision
+            INSERT INTO idempotency_records (key, status_code, body, body_sealed, created_at, expires_at)
+            SELECT $2::text, $3::bigint, $4::bytea, $17::boolean, $5::double precision, $6::double precision
             FROM app WHERE $2::text IS NOT NULL
             ON CONFLICT (key) DO UPDATE SET
-                status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
-                expires_at = excluded.expires_at
+                status_code = excluded.status_code, body = excluded.body, body_sealed = excluded.body_sealed,
+                created_at = excluded.created_at, expires_at = excluded.expires_at
             WHERE idempotency_records.expires_at <= excluded.created_at
             RETURNING 1
         ), stored AS (
@@ -51,12 +51,14 @@ struct PublishStatement: PostgresPreparedStatement {
 
     let message: Message
     let record: IdempotencyRecord?
+    /// Whether the record's body is sealed under the main key.
+    let recordSealed: Bool
     let onlyEndpoint: EndpointID?
     let claimUntil: Date?
     let claimExcept: [String]
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 16)
+        var bindings = PostgresBindings(capacity: 17)
         bindings.append(message.appID.rawValue)
         bindings.append(record?.key)
         bindings.append(record?.statusCode)
@@ -73,6 +75,7 @@ struct PublishStatement: PostgresPreparedStatement {
         bindings.append(onlyEndpoint?.rawValue)
         bindings.append(claimUntil?.pgValue)
         bindings.append(claimExcept)
+        bindings.append(recordSealed)
         return bindings
     }
 

@@ -14,6 +14,7 @@ extension PostgresStore {
     /// The common case is one statement (one round trip, one commit); a publish that must create
     /// its application takes a transaction.
     public func publish(_ request: PublishRequest) async throws -> PublishResult {
+        let request = try secrets.sealingRecord(of: request)
         let result: PublishResult
         if let published = try await publishToExistingApplication(request) {
             result = published
@@ -28,7 +29,7 @@ extension PostgresStore {
     /// `PublishStatement`: nil when the application does not exist (then nothing was written).
     private func publishToExistingApplication(_ request: PublishRequest) async throws -> PublishResult? {
         let message = request.message
-        let answer = try await execute(PublishStatement(message: message, record: request.idempotency, onlyEndpoint: request.onlyEndpoint,
+        let answer = try await execute(PublishStatement(message: message, record: request.idempotency, recordSealed: request.idempotencyBodySealed, onlyEndpoint: request.onlyEndpoint,
                                                         claimUntil: request.claimUntil,
                                                         claimExcept: request.claimExcept.map(\.rawValue)))
         guard let (appFound, messageStored, endpointIDs) = answer.first, appFound > 0 else { return nil }

@@ -58,7 +58,7 @@ extension PostgresStore {
     public func createEndpoint(_ endpoint: Endpoint) async throws {
         let sealed = try secrets.seal(endpoint.secrets)
         let metadata = try PostgresCoding.json(endpoint.metadata)
-        let headers = try PostgresCoding.json(endpoint.headers)
+        let headers = try secrets.sealText(PostgresCoding.json(endpoint.headers))
         let inserted = try await rows("""
             INSERT INTO endpoints (id, app_id, uid, url, description, disabled, event_types, channels, throttle_rate,
                                    metadata, headers, secrets, secrets_sealed, created_at, updated_at, failing_since)
@@ -95,7 +95,7 @@ extension PostgresStore {
         let keepSecrets = endpoint.unreadable != nil && endpoint.secrets.isEmpty
         let sealed = keepSecrets ? nil : try secrets.seal(endpoint.secrets)
         let metadata = try PostgresCoding.json(endpoint.metadata)
-        let headers = try PostgresCoding.json(endpoint.headers)
+        let headers = try secrets.sealText(PostgresCoding.json(endpoint.headers))
         let updated = try await rows("""
             UPDATE endpoints SET uid = \(endpoint.uid), url = \(endpoint.url), description = \(endpoint.description),
                 disabled = \(endpoint.disabled), event_types = \(endpoint.eventTypes), channels = \(endpoint.channels),
@@ -182,23 +182,25 @@ extension PostgresStore {
     // MARK: Idempotency
 
     public func idempotencyRecord(key: String, now: Date) async throws -> IdempotencyRecord? {
-        try await rows("SELECT * FROM idempotency_records WHERE key = \(key) AND expires_at > \(now.pgValue)")
-            .first.map(PostgresCoding.idempotencyRecord)
+        let codec = secrets
+        return try await rows("SELECT * FROM idempotency_records WHERE key = \(key) AND expires_at > \(now.pgValue)")
+            .first.map { try PostgresCoding.idempotencyRecord($0, codec: codec) }
     }
 
     public func saveIdempotencyRecord(_ record: IdempotencyRecord) async throws {
-        try await rows(try Self.saveQuery(record))
+        try await rows(try Self.saveQuery(record, sealed: secrets.sealBytes(record.body)))
     }
 
     /// First wins: an existing record is replaced only once it has expired. Returns a row only
     /// when the record was written.
-    static func saveQuery(_ record: IdempotencyRecord) throws -> PostgresQuery {
+    /// `sealed` is the record's body as stored (`EndpointSecretsCodec.sealBytes`).
+    static func saveQuery(_ record: IdempotencyRecord, sealed: (bytes: [UInt8], sealed: Bool)) throws -> PostgresQuery {
         try """
-        INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at)
-        VALUES (\(record.key), \(record.statusCode), \(Data(record.body)), \(record.createdAt.pgValue), \(record.expiresAt.pgValue))
+        INSERT INTO idempotency_records (key, status_code, body, body_sealed, created_at, expires_at)
+        VALUES (\(record.key), \(record.statusCode), \(Data(sealed.bytes)), \(sealed.sealed), \(record.createdAt.pgValue), \(record.expiresAt.pgValue))
         ON CONFLICT (key) DO UPDATE SET
-            status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
-            expires_at = excluded.expires_at
+            status_code = excluded.status_code, body = excluded.body, body_sealed = excluded.body_sealed,
+            created_at = excluded.created_at, expires_at = excluded.expires_at
         WHERE idempotency_records.expires_at <= excluded.created_at
         RETURNING 1
         """

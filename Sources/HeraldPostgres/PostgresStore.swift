@@ -76,12 +76,16 @@ public final class PostgresStore: HeraldStore {
         let store = PostgresStore(configuration: configuration, client: client, relaxedClient: relaxedClient, poolTask: poolTask,
                                   sealer: sealer, logger: logger)
         do {
+            // A wrong key is refused before the migrations write anything.
+            if let sealer { try await store.checkMainKeyBeforeMigrating(sealer: sealer) }
             try await withDeadline(configuration.startupTimeout) {
                 try await PostgresMigrations.migrate(client: client, schema: configuration.schema,
                                                      timeout: configuration.startupTimeout, logger: logger)
             }
+            if let sealer { try await store.establishMainKeyCheck(sealer: sealer) }
         } catch {
             await store.close()
+            if let mapped = error as? StoreError, mapped.code == .wrongKey { throw mapped }
             // A newer schema is reported as it is; anything else as the server being unusable.
             if case let mapped = PostgresErrorMapping.storeError(error), mapped.code == .corrupt { throw mapped }
             throw StoreError(.unavailable, "cannot use PostgreSQL at \(configuration.safeDescription): \(PostgresErrorMapping.reason(error))")

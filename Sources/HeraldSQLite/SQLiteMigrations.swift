@@ -17,6 +17,9 @@ enum SQLiteMigrations {
         migrator.registerMigration("v3-fair-queue") { db in
             try db.execute(sql: v3)
         }
+        migrator.registerMigration("v4-sealed-at-rest") { db in
+            try db.execute(sql: v4)
+        }
         return migrator
     }
 
@@ -153,5 +156,18 @@ extension SQLiteMigrations {
         DROP INDEX deliveries_due;
         CREATE INDEX deliveries_due_by_endpoint ON deliveries(endpoint_id, next_attempt_at, app_id) WHERE status = 1;
         CREATE INDEX deliveries_sending_by_endpoint ON deliveries(endpoint_id, lease_expires_at) WHERE status = 3;
+        """
+}
+
+extension SQLiteMigrations {
+    /// The main key's check value (`herald_meta`), and idempotency records sealed under the key:
+    /// a stored response may hold a secret or a token. Records written before stay readable as
+    /// they are (`body_sealed` 0) until they expire, within 12 hours.
+    fileprivate static let v4 = """
+        CREATE TABLE herald_meta (
+            name TEXT PRIMARY KEY NOT NULL,
+            value BLOB NOT NULL
+        );
+        ALTER TABLE idempotency_records ADD COLUMN body_sealed INTEGER NOT NULL DEFAULT 0;
         """
 }

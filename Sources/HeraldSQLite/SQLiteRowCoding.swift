@@ -108,9 +108,10 @@ enum SQLiteCoding {
             channels: try decodeOptional([String].self, json: row["channels"]), createdAt: date(row, "created_at"))
     }
 
-    static func idempotencyRecord(_ row: Row) -> IdempotencyRecord {
-        IdempotencyRecord(
-            key: row["key"], statusCode: row["status_code"], body: bytes(row, "body") ?? [],
+    static func idempotencyRecord(_ row: Row, codec: EndpointSecretsCodec) throws -> IdempotencyRecord {
+        try IdempotencyRecord(
+            key: row["key"], statusCode: row["status_code"],
+            body: codec.openBytes(bytes(row, "body") ?? [], sealed: row["body_sealed"] ?? false),
             createdAt: date(row, "created_at"), expiresAt: date(row, "expires_at"))
     }
 
@@ -136,7 +137,7 @@ enum SQLiteCoding {
         let eventTypes = column("event types", nil) { try decodeOptional([String].self, json: row[prefix + "event_types"]) }
         let channels = column("channels", nil) { try decodeOptional([String].self, json: row[prefix + "channels"]) }
         let metadata = column("metadata", [:]) { try decode([String: String].self, json: row[prefix + "metadata"]) }
-        let headers = column("headers", [:]) { try decode([String: String].self, json: row[prefix + "headers"]) }
+        let headers = column("headers", [:]) { try decode([String: String].self, json: try codec.openText(row[prefix + "headers"])) }
         let secrets = column("secrets", []) { try codec.open(bytes(row, prefix + "secrets") ?? [], sealed: row[prefix + "secrets_sealed"]) }
         return Endpoint(
             id: EndpointID(rawValue: row[prefix + "id"]), appID: ApplicationID(rawValue: row[prefix + "app_id"]),

@@ -5,6 +5,7 @@ import HeraldCore
 extension SQLiteStore {
     public func createEndpoint(_ endpoint: Endpoint) async throws {
         let sealed = try secrets.seal(endpoint.secrets)
+        let headers = try secrets.sealText(SQLiteCoding.json(endpoint.headers))
         try await write { db in
             guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM applications WHERE id = ?"), arguments: [endpoint.appID.rawValue]) != nil else {
                 throw StoreError.notFound("application")
@@ -19,7 +20,7 @@ extension SQLiteStore {
                                        metadata, headers, secrets, secrets_sealed, created_at, updated_at, failing_since,
                                        id, app_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed) + [endpoint.id.rawValue, endpoint.appID.rawValue])
+                """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed, headers: headers) + [endpoint.id.rawValue, endpoint.appID.rawValue])
         }
     }
 
@@ -49,6 +50,7 @@ extension SQLiteStore {
         // An endpoint read back without its (unreadable) secrets keeps the stored ones.
         let keepSecrets = endpoint.unreadable != nil && endpoint.secrets.isEmpty
         let sealed = keepSecrets ? nil : try secrets.seal(endpoint.secrets)
+        let headers = try secrets.sealText(SQLiteCoding.json(endpoint.headers))
         try await write { db in
             guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE id = ? AND app_id = ?"),
                                     arguments: [endpoint.id.rawValue, endpoint.appID.rawValue]) != nil else {
@@ -66,14 +68,14 @@ extension SQLiteStore {
                         throttle_rate = ?, metadata = ?, headers = ?, secrets = ?, secrets_sealed = ?, created_at = ?,
                         updated_at = ?, failing_since = ?, version = version + 1
                     WHERE id = ? AND app_id = ? AND version = ?
-                    """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed) + key)
+                    """).execute(arguments: try Self.endpointValues(endpoint, sealed: sealed, headers: headers) + key)
             } else {
                 try db.cachedStatement(sql: """
                     UPDATE endpoints SET uid = ?, url = ?, description = ?, disabled = ?, event_types = ?, channels = ?,
                         throttle_rate = ?, metadata = ?, headers = ?, created_at = ?, updated_at = ?, failing_since = ?,
                         version = version + 1
                     WHERE id = ? AND app_id = ? AND version = ?
-                    """).execute(arguments: try Self.endpointValues(endpoint, sealed: nil) + key)
+                    """).execute(arguments: try Self.endpointValues(endpoint, sealed: nil, headers: headers) + key)
             }
             guard db.changesCount > 0 else { throw StoreError.stale("the endpoint") }
         }
@@ -110,11 +112,12 @@ extension SQLiteStore {
 
     /// The values of every column but id and app_id, in the order of the UPDATE statement (without
     /// the secrets when `sealed` is nil).
-    private static func endpointValues(_ endpoint: Endpoint, sealed: (bytes: [UInt8], sealed: Bool)?) throws -> StatementArguments {
+    /// `headers` is the headers' stored form (`EndpointSecretsCodec.sealText`).
+    private static func endpointValues(_ endpoint: Endpoint, sealed: (bytes: [UInt8], sealed: Bool)?, headers: String) throws -> StatementArguments {
         var values: StatementArguments = [
             endpoint.uid, endpoint.url, endpoint.description, endpoint.disabled,
             try SQLiteCoding.optionalJSON(endpoint.eventTypes), try SQLiteCoding.optionalJSON(endpoint.channels),
-            endpoint.throttleRate, try SQLiteCoding.json(endpoint.metadata), try SQLiteCoding.json(endpoint.headers)]
+            endpoint.throttleRate, try SQLiteCoding.json(endpoint.metadata), headers]
         if let sealed { values += [Data(sealed.bytes), sealed.sealed] }
         values += [endpoint.createdAt.storedValue, endpoint.updatedAt.storedValue, endpoint.failingSince?.storedValue]
         return values

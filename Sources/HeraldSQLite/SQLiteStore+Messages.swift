@@ -57,10 +57,10 @@ extension SQLiteStore {
         }
         if let record = request.idempotency {
             try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO idempotency_records (key, status_code, body, created_at, expires_at)
-                VALUES (?, ?, ?, ?, ?)
-                """).execute(arguments: [record.key, record.statusCode, Data(record.body), record.createdAt.storedValue,
-                                 record.expiresAt.storedValue])
+                INSERT OR REPLACE INTO idempotency_records (key, status_code, body, body_sealed, created_at, expires_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [record.key, record.statusCode, Data(record.body), request.idempotencyBodySealed,
+                                 record.createdAt.storedValue, record.expiresAt.storedValue])
         }
         return PublishResult(message: message, deliveries: deliveries)
     }

@@ -6,9 +6,10 @@ extension SQLiteStore {
     // MARK: Idempotency
 
     public func idempotencyRecord(key: String, now: Date) async throws -> IdempotencyRecord? {
-        try await read { db in
+        let codec = secrets
+        return try await read { db in
             try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency_records WHERE key = ? AND expires_at > ?"),
-                             arguments: [key, now.storedValue]).map(SQLiteCoding.idempotencyRecord)
+                             arguments: [key, now.storedValue]).map { try SQLiteCoding.idempotencyRecord($0, codec: codec) }
         }
     }
 
@@ -23,15 +24,16 @@ extension SQLiteStore {
     }
 
     public func saveIdempotencyRecord(_ record: IdempotencyRecord) async throws {
+        let body = try secrets.sealBytes(record.body)
         try await write { db in
             // First wins: an existing record is replaced only once it has expired.
             try db.cachedStatement(sql: """
-                INSERT INTO idempotency_records (key, status_code, body, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+                INSERT INTO idempotency_records (key, status_code, body, body_sealed, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET
-                    status_code = excluded.status_code, body = excluded.body, created_at = excluded.created_at,
-                    expires_at = excluded.expires_at
+                    status_code = excluded.status_code, body = excluded.body, body_sealed = excluded.body_sealed,
+                    created_at = excluded.created_at, expires_at = excluded.expires_at
                 WHERE idempotency_records.expires_at <= excluded.created_at
-                """).execute(arguments: [record.key, record.statusCode, Data(record.body), record.createdAt.storedValue,
+                """).execute(arguments: [record.key, record.statusCode, Data(body.bytes), body.sealed, record.createdAt.storedValue,
                                  record.expiresAt.storedValue])
         }
     }

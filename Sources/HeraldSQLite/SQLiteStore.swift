@@ -1,5 +1,8 @@
 import Foundation
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 import HeraldCore
 
 /// The default `HeraldStore`: one SQLite file through GRDB, in WAL mode, with `synchronous=FULL`
@@ -44,9 +47,15 @@ public final class SQLiteStore: HeraldStore {
             if path == ":memory:" {
                 writer = try DatabaseQueue(configuration: config)
             } else {
+                // A wrong key is refused before anything is written.
+                if let sealer, FileManager.default.fileExists(atPath: path) {
+                    try Self.checkMainKeyBeforeOpening(path: path, sealer: sealer)
+                }
+                try Self.createPrivately(path)
                 writer = try DatabasePool(path: path, configuration: config)
             }
             try SQLiteMigrations.migrator.migrate(writer)
+            if let sealer { try Self.establishMainKeyCheck(writer, sealer: sealer) }
             if path == ":memory:" {
                 lookups = writer
             } else {
@@ -68,8 +77,21 @@ public final class SQLiteStore: HeraldStore {
                 try Self.recordAttempt(record.attempt, delivery: record.delivery, in: db)
             }
         }
+        let codec = self.secrets
         self.batcher = PublishBatcher(maxBatch: configuration.maxPublishBatch, mapError: SQLiteErrorMapping.storeError) { [writer] requests in
-            try await Self.publishBatch(requests, on: writer)
+            try await Self.publishBatch(requests.map { try codec.sealingRecord(of: $0) }, on: writer)
+        }
+    }
+
+    /// Creates a missing database file with mode 0600 before SQLite opens it: SQLite would make it
+    /// 0644 (less the umask), and gives its `-wal` and `-shm` files the database file's mode. The
+    /// file holds sealed secrets, custom headers and payloads: nobody else should read it.
+    static func createPrivately(_ path: String) throws {
+        let descriptor = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            Glibc.close(descriptor)
+        } else if errno != EEXIST {
+            throw StoreError(.unavailable, "cannot create \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -140,7 +162,7 @@ public final class SQLiteStore: HeraldStore {
     /// fails is rolled back alone and gets its error; the others commit together (one fsync).
     /// Throws only when the transaction as a whole failed, in which case nothing was written.
     func publishBatch(_ requests: [PublishRequest]) async throws -> [Result<PublishResult, StoreError>] {
-        try await Self.publishBatch(requests, on: writer)
+        try await Self.publishBatch(requests.map { try secrets.sealingRecord(of: $0) }, on: writer)
     }
 
     static func publishBatch(_ requests: [PublishRequest], on writer: any DatabaseWriter) async throws

@@ -67,6 +67,9 @@ public struct PublishRequest: Sendable {
     /// Endpoints whose deliveries are stored pending even with `claimUntil` (the dispatcher has no
     /// room for them: they are at their cap), so they are claimed when their turn comes.
     public var claimExcept: Set<EndpointID>
+    /// Set by the store (`EndpointSecretsCodec.sealingRecord`): the idempotency record's body is
+    /// sealed under the main key.
+    public var idempotencyBodySealed = false
 
     public init(message: Message, applicationToCreate: Application? = nil, idempotency: IdempotencyRecord? = nil,
                 onlyEndpoint: EndpointID? = nil, claimUntil: Date? = nil, claimExcept: Set<EndpointID> = []) {
