@@ -8,11 +8,14 @@ import Hummingbird
 struct EndpointChangeMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let handOver: (any DeliveryHandOver)?
+    /// Publishes' copies of applications, forgotten on any change too.
+    var applications: ApplicationCache?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response = try await next(request, context)
-        if let handOver, request.method != .get, request.method != .head, response.status.code < 400 {
-            handOver.endpointsChanged()
+        if request.method != .get, request.method != .head, response.status.code < 400 {
+            handOver?.endpointsChanged()
+            applications?.removeAll()
         }
         return response
     }

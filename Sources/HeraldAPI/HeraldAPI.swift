@@ -34,6 +34,7 @@ public struct HeraldAPI: Sendable {
     let configuration: Configuration
     let locks = KeyedLock()
     let tokens = TokenCache()
+    let applications = ApplicationCache()
 
     public init(store: any HeraldStore, configuration: Configuration = .init()) {
         self.store = store
@@ -50,12 +51,13 @@ public struct HeraldAPI: Sendable {
             .add(middleware: AuthenticationMiddleware(store: store, cache: tokens))
             .add(middleware: IdempotencyMiddleware(store: store, locks: locks))
         // Changes to applications and endpoints reach the dispatcher's endpoint copies at once.
-        let endpointChanges = authenticated.group().add(middleware: EndpointChangeMiddleware(handOver: configuration.deliveryHandOver))
+        let endpointChanges = authenticated.group().add(middleware: EndpointChangeMiddleware(handOver: configuration.deliveryHandOver,
+                                                                                                applications: applications))
         ApplicationController(store: store).register(on: endpointChanges)
         EndpointController(store: store, onNewWork: configuration.onNewWork).register(on: endpointChanges)
         EventTypeController(store: store).register(on: authenticated)
         MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: configuration.onNewWork,
-                          handOver: configuration.deliveryHandOver).register(on: authenticated)
+                          handOver: configuration.deliveryHandOver, applications: applications).register(on: authenticated)
         AttemptController(store: store).register(on: authenticated)
         AuthController(store: store, publicURL: configuration.publicURL, tokens: tokens).register(on: authenticated)
     }

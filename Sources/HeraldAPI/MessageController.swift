@@ -10,6 +10,7 @@ struct MessageController {
     let maxPayloadBytes: Int
     let onNewWork: @Sendable () -> Void
     let handOver: (any DeliveryHandOver)?
+    let applications: ApplicationCache
     /// Made once (after `MetricsSystem.bootstrap`), not looked up by name on every publish.
     let published = Counter(label: "herald_messages_published_total")
 
@@ -64,7 +65,7 @@ struct MessageController {
         try body.finish()
 
         var appID: ApplicationID
-        if let app = try await store.application(ref: appRef) {
+        if let app = try await applications.application(ref: appRef, store: store) {
             if case .application(let allowed, _) = context.principal, allowed != app.id { throw APIError.notFound("Application") }
             appID = app.id
         } else {

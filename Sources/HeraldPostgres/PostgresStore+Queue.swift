@@ -109,81 +109,12 @@ extension PostgresStore {
         try await attemptBatcher.submit(AttemptRecord(attempt: attempt, delivery: delivery))
     }
 
-    /// One statement for a batch of attempt records: each attempt row, then its delivery's new
-    /// state (interruptions back to 0), both only while the endpoint and the message still exist
-    /// (they may be deleted while the attempt is in flight; then there is nothing left to record it
-    /// against). Arrays carry the batch; NaN and '' stand for absent dates and channel lists.
+    /// One statement for a batch of attempt records (`RecordAttemptsStatement`).
     static func recordAttempts(_ records: [AttemptRecord], pool: PostgresClient, timeout: Duration, logger: Logger) async throws {
         guard !records.isEmpty else { return }
-        func channels(_ list: [String]?) throws -> String {
-            guard let list else { return "" }
-            return String(decoding: try JSONEncoder().encode(list), as: UTF8.self)
-        }
-        let attempts = records.map(\.attempt)
-        let deliveries = records.map(\.delivery)
-        var binds = PostgresBindings(capacity: 22)
-        binds.append(attempts.map(\.id.rawValue))
-        binds.append(attempts.map(\.messageID.rawValue))
-        binds.append(attempts.map(\.endpointID.rawValue))
-        binds.append(attempts.map(\.appID.rawValue))
-        binds.append(attempts.map(\.url))
-        binds.append(attempts.map(\.responseStatusCode))
-        binds.append(attempts.map(\.response))
-        binds.append(attempts.map(\.responseDurationMs))
-        binds.append(attempts.map { Int(clamping: $0.status.rawValue) })
-        binds.append(attempts.map { Int(clamping: $0.triggerType.rawValue) })
-        binds.append(attempts.map(\.eventType))
-        binds.append(try attempts.map { try channels($0.channels) })
-        binds.append(attempts.map(\.createdAt.pgValue))
-        binds.append(deliveries.map { Int(clamping: $0.status.rawValue) })
-        binds.append(deliveries.map(\.attemptCount))
-        binds.append(deliveries.map { $0.nextAttemptAt?.pgValue ?? .nan })
-        binds.append(deliveries.map { $0.lastAttemptAt?.pgValue ?? .nan })
-        binds.append(deliveries.map { $0.leaseExpiresAt?.pgValue ?? .nan })
-        binds.append(deliveries.map { Int(clamping: $0.trigger.rawValue) })
-        binds.append(deliveries.map(\.eventType))
-        binds.append(try deliveries.map { try channels($0.channels) })
-        binds.append(deliveries.map(\.createdAt.pgValue))
-        let query = PostgresQuery(unsafeSQL: """
-            WITH input AS (
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
-                                     $8::bigint[], $9::smallint[], $10::smallint[], $11::text[], $12::text[], $13::double precision[],
-                                     $14::smallint[], $15::bigint[], $16::double precision[], $17::double precision[],
-                                     $18::double precision[], $19::smallint[], $20::text[], $21::text[], $22::double precision[])
-                    AS i(id, message_id, endpoint_id, app_id, url, code, response, duration, status, trigger_type, event_type,
-                         channels, created_at, d_status, d_attempts, d_next, d_last, d_lease, d_trigger, d_event_type,
-                         d_channels, d_created)
-            ), recorded AS (
-                INSERT INTO attempts (id, message_id, endpoint_id, app_id, url, response_status_code, response,
-                                      response_duration_ms, status, trigger_type, event_type, channels, created_at)
-                SELECT i.id, i.message_id, i.endpoint_id, i.app_id, i.url, i.code, i.response, i.duration, i.status, i.trigger_type,
-                       i.event_type,
-                       CASE WHEN i.channels = '' THEN NULL ELSE ARRAY(SELECT json_array_elements_text(i.channels::json)) END,
-                       i.created_at
-                FROM input i
-                WHERE EXISTS (SELECT 1 FROM endpoints e WHERE e.id = i.endpoint_id)
-                  AND EXISTS (SELECT 1 FROM messages m WHERE m.id = i.message_id)
-                RETURNING message_id, endpoint_id
-            )
-            INSERT INTO deliveries (message_id, endpoint_id, app_id, status, attempt_count, next_attempt_at, last_attempt_at,
-                                    lease_expires_at, trigger_type, event_type, channels, created_at)
-            SELECT DISTINCT ON (i.message_id, i.endpoint_id)
-                   i.message_id, i.endpoint_id, i.app_id, i.d_status, i.d_attempts, NULLIF(i.d_next, 'NaN'), NULLIF(i.d_last, 'NaN'),
-                   NULLIF(i.d_lease, 'NaN'), i.d_trigger, i.d_event_type,
-                   CASE WHEN i.d_channels = '' THEN NULL ELSE ARRAY(SELECT json_array_elements_text(i.d_channels::json)) END,
-                   i.d_created
-            FROM input i
-            WHERE EXISTS (SELECT 1 FROM recorded r WHERE r.message_id = i.message_id AND r.endpoint_id = i.endpoint_id)
-            ORDER BY i.message_id, i.endpoint_id, i.d_attempts DESC
-            ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
-                app_id = excluded.app_id, status = excluded.status, attempt_count = excluded.attempt_count,
-                next_attempt_at = excluded.next_attempt_at, last_attempt_at = excluded.last_attempt_at,
-                lease_expires_at = excluded.lease_expires_at, trigger_type = excluded.trigger_type,
-                event_type = excluded.event_type, channels = excluded.channels, created_at = excluded.created_at,
-                interrupted_count = 0
-            """, binds: binds)
+        let statement = RecordAttemptsStatement(records: records)
         try await withDeadline(timeout) {
-            for try await _ in try await pool.query(query, logger: logger) {}
+            for try await _ in try await pool.execute(statement, logger: logger) {}
         }
     }
 
