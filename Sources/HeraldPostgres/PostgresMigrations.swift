@@ -28,6 +28,12 @@ enum PostgresMigrations {
     static let all: [Migration] = [
         Migration(name: "v1-schema", statements: v1),
         Migration(name: "v2-fair-queue", statements: v2),
+        Migration(name: "v3-token-names", statements: v3TokenNames),
+    ]
+
+    /// Admin tokens carry a name, so they can be listed and told apart.
+    static let v3TokenNames: [String] = [
+        "ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT ''",
     ]
 
     /// The fair queue: due deliveries are found per endpoint (a skip scan over endpoints, then the

@@ -17,6 +17,9 @@ enum SQLiteMigrations {
         migrator.registerMigration("v3-fair-queue") { db in
             try db.execute(sql: v3)
         }
+        migrator.registerMigration("v4-token-names") { db in
+            try db.execute(sql: v4TokenNames)
+        }
         return migrator
     }
 
@@ -153,5 +156,12 @@ extension SQLiteMigrations {
         DROP INDEX deliveries_due;
         CREATE INDEX deliveries_due_by_endpoint ON deliveries(endpoint_id, next_attempt_at, app_id) WHERE status = 1;
         CREATE INDEX deliveries_sending_by_endpoint ON deliveries(endpoint_id, lease_expires_at) WHERE status = 3;
+        """
+}
+
+extension SQLiteMigrations {
+    /// Admin tokens carry a name, so they can be listed and told apart.
+    fileprivate static let v4TokenNames = """
+        ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
         """
 }

@@ -4,9 +4,20 @@ import HeraldCore
 
 extension SQLiteStore {
     public func createEventType(_ eventType: EventType) async throws {
+        try await createEventType(eventType, limit: nil)
+    }
+
+    public func createEventType(_ eventType: EventType, limit: Int) async throws {
+        try await createEventType(eventType, limit: Optional(limit))
+    }
+
+    private func createEventType(_ eventType: EventType, limit: Int?) async throws {
         try await write { db in
             if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM event_types WHERE name = ?"), arguments: [eventType.name]) != nil {
                 throw StoreError.conflict("event type '\(eventType.name)' already exists")
+            }
+            if let limit, try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM event_types")) ?? 0 >= limit {
+                throw StoreError(.limitExceeded, "there are \(limit) event types already")
             }
             try db.cachedStatement(sql: """
                 INSERT INTO event_types (description, archived, deprecated, schemas, feature_flag, created_at, updated_at, name)
