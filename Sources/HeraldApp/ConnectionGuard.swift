@@ -101,8 +101,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler {
     private let admitted: Bool
     private let logger: Logger
     private var phase = Phase.head
-    /// Requests read whose response has not ended yet.
-    private var responsesPending = 0
+    /// Request heads read, and responses ended (a handler may answer before the body is read).
+    private var requestsStarted = 0
+    private var responsesEnded = 0
     /// Bytes arrived while a response was pending and no request was being read (a pipelined head).
     private var bytesWhileHandling = false
     private var timer: Scheduled<Void>?
@@ -149,19 +150,24 @@ final class ConnectionGuardHandler: ChannelDuplexHandler {
 
     func requestHeadReceived(_ context: ChannelHandlerContext) {
         phase = .body
+        requestsStarted += 1
         bytesWhileHandling = false
         startTimer(context, configuration.bodyTimeout)
     }
 
     func requestEnded(_ context: ChannelHandlerContext) {
-        phase = .handling
-        responsesPending += 1
         cancelTimer()
+        phase = .handling
+        if responsesEnded >= requestsStarted { answered(context) }  // answered before its body was read
     }
 
     func responseEnded(_ context: ChannelHandlerContext) {
-        responsesPending = max(0, responsesPending - 1)
-        guard phase == .handling, responsesPending == 0 else { return }
+        responsesEnded += 1
+        if phase == .handling, responsesEnded >= requestsStarted { answered(context) }
+    }
+
+    /// Every request read so far is answered.
+    private func answered(_ context: ChannelHandlerContext) {
         if bytesWhileHandling {
             // The next request began while this one was answered: its head is due now.
             bytesWhileHandling = false
@@ -187,7 +193,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler {
 
     private func timedOut(_ context: ChannelHandlerContext) {
         switch phase {
-        case .head where responsesPending == 0:
+        case .head where responsesEnded >= requestsStarted:
             logger.debug("connection closed: request head not complete in time")
             Self.answer(context, status: "408 Request Timeout", code: "request_timeout",
                         detail: "The request head was not complete within \(configuration.headerTimeout)")

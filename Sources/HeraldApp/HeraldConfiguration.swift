@@ -4,6 +4,7 @@ import Glibc
 #endif
 import HeraldAPI
 import HeraldPostgres
+import Logging
 import HeraldSQLite
 
 /// Where Herald keeps its data.
@@ -136,6 +137,15 @@ public enum ConnectionBudget {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
         return Int(clamping: min(limit.rlim_cur, 1 << 20))  // RLIM_INFINITY is the largest value
+    }
+
+    /// Logs a warning when the open-file limit cannot hold the reserves and 64 API connections.
+    static func warnIfTight(_ configuration: HeraldConfiguration, logger: Logger) {
+        let limit = descriptorLimit()
+        let reserve = outboundReserve(configuration) + databaseReserve(configuration) + processReserve
+        guard limit < reserve + 64 else { return }
+        logger.warning("the open-file limit is too low for the delivery concurrency: raise ulimit -n, or lower --delivery-concurrency",
+                       metadata: ["herald.nofile": "\(limit)", "herald.nofile.reserve": "\(reserve)"])
     }
 
     /// The default maximum of open API connections: the descriptor limit less every reserve, and

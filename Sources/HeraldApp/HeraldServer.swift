@@ -104,6 +104,7 @@ public struct HeraldServer: Sendable {
         guardConfiguration.bodyTimeout = .milliseconds(Int64(configuration.bodyTimeout * 1000))
         guardConfiguration.idleTimeout = .milliseconds(Int64(configuration.idleTimeout * 1000))
         let limiter = ConnectionLimiter(maximum: configuration.maxConnections ?? ConnectionBudget.defaultMaxConnections(configuration))
+        ConnectionBudget.warnIfTight(configuration, logger: logger)
         let application = Hummingbird.Application(
             router: router,
             server: ConnectionGuard.http1(configuration: guardConfiguration, limiter: limiter),

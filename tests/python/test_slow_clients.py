@@ -205,3 +205,27 @@ def test_timeouts_and_maximum_are_validated(tmp_path):
         result = herald("serve", "--database", f"sqlite:{tmp_path / 'x.sqlite'}", flag, value)
         assert result.returncode != 0
         assert flag in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_kept_alive_connections_next_head_has_the_header_timeout_too(tmp_path):
+    """After an answer (here one given before the body was read), a partial next head is not held: it is
+    closed after the header timeout, or (when it came in the same read as the previous body's end, where the
+    guard cannot tell it from that body) after the idle timeout."""
+    server = HeraldServer.start(f"sqlite:{tmp_path / 'h.sqlite'}", extra_args=["--header-timeout", "2", "--idle-timeout", "4"])
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"POST /api/v1/app HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n")
+        sock.settimeout(DEADLINE)
+        first = sock.recv(4096)
+        assert first.startswith(b"HTTP/1.1 401"), first[:60]  # no token: answered at once
+        try:
+            sock.sendall(b"{}" + b"GET /api/v1/app HTTP/1.1\r\nHost: x\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the server closed it after the early answer: nothing is held either
+        started = time.monotonic()
+        rest = read_until_closed(sock, timeout=DEADLINE)
+        waited = time.monotonic() - started
+        assert waited < 30, f"held for {waited:.1f} s"
+        assert rest == b"" or rest.startswith(b"HTTP/1.1 408"), rest[:60]
+    finally:
+        server.stop()
