@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from test_delivery_e2e import wait_until
 from herald_server import HeraldServer
 
 HALF_OPEN = 5000
@@ -31,17 +32,6 @@ def enough_descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def wait_until(condition, what, timeout=DEADLINE, interval=0.05):
-    end = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= end:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what() if callable(what) else what}")
-        time.sleep(interval)
 
 
 def is_open(sock) -> bool:
@@ -199,9 +189,11 @@ def test_connections_over_the_maximum_are_answered_503_and_closed_while_the_othe
         server.stop()
 
 
-def test_timeouts_and_maximum_are_validated(tmp_path):
+def test_bad_limit_settings_stop_serve_with_one_line_naming_the_setting(tmp_path):
     from conftest import herald
-    for flag, value in [("--header-timeout", "0"), ("--body-timeout", "abc"), ("--idle-timeout", "-1"), ("--max-connections", "0")]:
+    for flag, value in [("--header-timeout", "0"), ("--body-timeout", "abc"), ("--idle-timeout", "-1"), ("--max-connections", "0"),
+                        ("--max-endpoints-per-app", "0"), ("--max-endpoint-headers", "x"), ("--max-endpoint-headers-bytes", "-5"),
+                        ("--max-event-types", "0"), ("--max-list-bytes", "10"), ("--metrics-token", "short")]:
         result = herald("serve", "--database", f"sqlite:{tmp_path / 'x.sqlite'}", flag, value)
         assert result.returncode != 0
         assert flag in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,28 +1,19 @@
 """Admin tokens (issue 13, item 7): `herald token list|create|revoke` on the database, the
 `/api/v1/token` API, what `--token` does to earlier tokens, and `/metrics` behind `--metrics-token`."""
 import json
-import time
 
 import requests
 
 from conftest import herald
+from test_delivery_e2e import wait_until
 from herald_server import HeraldServer, new_token
 
-DEADLINE = 15.0  # seconds: a running server's token cache forgets a revoked token within 5 s
 
 
 def token_cli(*args, database):
     result = herald("token", *args, "--database", database, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def wait_until(condition, what, timeout=DEADLINE, interval=0.1):
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
-        time.sleep(interval)
 
 
 def status(server, token, path="/api/v1/app"):
