@@ -53,7 +53,7 @@ struct EventTypeController {
         let includeArchived = query.bool("include_archived", default: false)
         let withContent = query.bool("with_content", default: false)
         try query.finish()
-        let result = try await store.listEventTypes(page, includeArchived: includeArchived)
+        let result = try await store.listEventTypes(limits.bounded(page, withContent: withContent), includeArchived: includeArchived)
         return APIResponse.json(.ok, try ListOut.encode(result) {
             let out = EventTypeOut(eventType: $0, withContent: withContent)
             return try APIJSON.encode(out, rawMembers: out.rawMembers)

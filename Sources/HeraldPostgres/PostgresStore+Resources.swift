@@ -164,10 +164,13 @@ extension PostgresStore {
 
     public func listEventTypes(_ page: PageRequest, includeArchived: Bool) async throws -> Page<EventType> {
         let window = PageWindow(page)
-        var query = PGQuery("SELECT * FROM event_types")
+        // Without content the schemas are not read; with it, the page stops at the byte budget.
+        var query = PGQuery(page.withContent ? "SELECT * FROM event_types" : "SELECT name, description, archived, deprecated, feature_flag, created_at, updated_at, NULL::bytea AS schemas FROM event_types")
         if !includeArchived { query.conditions.append("NOT archived") }
         query.page(window, key: "name")
-        return window.page(try await rows(query.query).map(PostgresCoding.eventType)) { $0.name }
+        let items = try await rows(query.query).map(PostgresCoding.eventType)
+        let fit = page.contentFit(items.prefix(page.limit).map { $0.schemas?.count ?? 0 })
+        return window.page(items, key: { $0.name }, contentFit: fit)
     }
 
     public func updateEventType(_ eventType: EventType) async throws {

@@ -35,11 +35,13 @@ extension SQLiteStore {
     public func listEventTypes(_ page: PageRequest, includeArchived: Bool) async throws -> Page<EventType> {
         let paging = SQLPaging(page)
         return try await read { db in
-            var query = SQLQuery("SELECT * FROM event_types")
+            // Without content the schemas are not read; with it, the page stops at the byte budget.
+            var query = SQLQuery(page.withContent ? "SELECT * FROM event_types" : "SELECT name, description, archived, deprecated, feature_flag, created_at, updated_at, NULL AS schemas FROM event_types")
             if !includeArchived { query.conditions.append("archived = 0") }
             paging.apply(to: &query, key: "name")
             let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map(SQLiteCoding.eventType)
-            return paging.page(items) { $0.name }
+            let fit = page.contentFit(items.prefix(page.limit).map { $0.schemas?.count ?? 0 })
+            return paging.window.page(items, key: { $0.name }, contentFit: fit)
         }
     }
 

@@ -76,7 +76,7 @@ extension StoreConformance {
 
     /// A page stops before its content (payloads, responses) passes `maxContentBytes`, with at
     /// least one item, and is then not done; following the iterators gives every item exactly
-    /// once. `withContent: false` gives the items without payloads.
+    /// once. `withContent: false` gives the items without payloads (event types without schemas).
     public func testContentBudget() async throws {
         let store = try await makeStore()
         let app = try await makeApplication(store)
@@ -123,6 +123,18 @@ extension StoreConformance {
         let bareDelivered = try await store.listDeliveredMessages(app: app.id, endpoint: endpoint.id, status: nil, filter: MessageFilter(),
                                                                   PageRequest(limit: 250, withContent: false))
         #expect(bareDelivered.items.count == 7 && bareDelivered.items.allSatisfy { $0.message.payload == nil })
+
+        // Event types: schemas count; without content they are not read.
+        for index in 0..<3 {
+            let schema = #"{"1":{"description":""# + String(repeating: "s", count: 980) + #""}}"#
+            try await store.createEventType(EventType(name: "big.\(index)", description: "", schemas: Array(schema.utf8)))
+        }
+        let types = try await store.listEventTypes(PageRequest(limit: 250, maxContentBytes: 2_500), includeArchived: false)
+        #expect(types.items.map(\.name) == ["big.0", "big.1"] && !types.done)
+        let moreTypes = try await store.listEventTypes(PageRequest(limit: 250, iterator: types.iterator, maxContentBytes: 2_500), includeArchived: false)
+        #expect(moreTypes.items.map(\.name) == ["big.2"] && moreTypes.done)
+        let bareTypes = try await store.listEventTypes(PageRequest(limit: 250, maxContentBytes: 10, withContent: false), includeArchived: false)
+        #expect(bareTypes.items.count == 3 && bareTypes.done && bareTypes.items.allSatisfy { $0.schemas == nil })
 
         // Attempts: responses count against the budget too.
         let delivery = try #require(try await store.delivery(message: published[0].id, endpoint: endpoint.id))

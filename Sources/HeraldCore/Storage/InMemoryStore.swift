@@ -104,7 +104,10 @@ public actor InMemoryStore: HeraldStore {
     public func eventType(name: String) -> EventType? { eventTypes[name] }
 
     public func listEventTypes(_ page: PageRequest, includeArchived: Bool) -> Page<EventType> {
-        page.paginate(eventTypes.values.filter { includeArchived || !$0.archived }) { $0.name }
+        var result = page.paginate(eventTypes.values.filter { includeArchived || !$0.archived }, key: { $0.name },
+                                   contentSize: { $0.schemas?.count ?? 0 })
+        if !page.withContent { for index in result.items.indices { result.items[index].schemas = nil } }
+        return result
     }
 
     public func updateEventType(_ eventType: EventType) throws {
