@@ -5,6 +5,7 @@ import Hummingbird
 /// Attempt listings: by endpoint, by message, and an endpoint's attempted messages.
 struct AttemptController {
     let store: any HeraldStore
+    let limits: APILimits
 
     func register(on group: RouterGroup<APIRequestContext>) {
         group.get("app/:app_id/attempt/endpoint/:endpoint_id", use: listByEndpoint)
@@ -26,7 +27,7 @@ struct AttemptController {
     }
 
     func listPage(_ app: Application, filter: AttemptFilter, page: PageRequest) async throws -> Response {
-        let result = try await store.listAttempts(app: app.id, filter: filter, page)
+        let result = try await store.listAttempts(app: app.id, filter: filter, limits.bounded(page))
         return APIResponse.json(.ok, try ListOut.encode(result) { try APIJSON.encode(MessageAttemptOut(attempt: $0)) })
     }
 
@@ -73,7 +74,8 @@ struct AttemptController {
         let filter = Self.attemptFilter(&query)
         let withContent = query.bool("with_content", default: true)
         try query.finish()
-        let result = try await store.listDeliveredMessages(app: app.id, endpoint: endpoint.id, status: filter.status, filter: filter.message, page)
+        let result = try await store.listDeliveredMessages(app: app.id, endpoint: endpoint.id, status: filter.status, filter: filter.message,
+                                                           limits.bounded(page, withContent: withContent))
         return APIResponse.json(.ok, try ListOut.encode(result) {
             MessageOut(message: $0.message, delivery: $0.delivery).json(withContent: withContent)
         })

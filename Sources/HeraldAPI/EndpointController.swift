@@ -8,6 +8,7 @@ import WebhookSignature
 struct EndpointController {
     let store: any HeraldStore
     let onNewWork: @Sendable () -> Void
+    let limits: APILimits
 
     /// Old secrets kept signing during rotation, at most.
     static let maxOldSecrets = 10
@@ -160,11 +161,16 @@ struct EndpointController {
             endpoint.headers = headers.compactMapValues { $0 }
         }
         try body.finish()
+        try limits.checkHeaders(endpoint.headers)
         if endpoint.uid == nil, let uidFromPath { endpoint.uid = uidFromPath }
         if let uid = endpoint.uid, try await store.endpoint(app: app.id, ref: uid) != nil {
             throw APIError.conflict("An endpoint with uid '\(uid)' already exists")
         }
-        try await store.createEndpoint(endpoint)
+        do {
+            try await store.createEndpoint(endpoint, limit: limits.maxEndpointsPerApplication)
+        } catch let error as StoreError where error.code == .limitExceeded {
+            throw APILimits.endpointsFull(limits.maxEndpointsPerApplication)
+        }
         return endpoint
     }
 
@@ -279,8 +285,10 @@ struct EndpointController {
         var body = try await BodyReader.read(request)
         let headers = Self.readHeaders(&body, allowNull: false)
         try body.finish()
+        let limits = self.limits
         let updated = try await modify(app: app, ref: found.id.rawValue) { endpoint in
             endpoint.headers = (headers ?? [:]).compactMapValues { $0 }
+            try limits.checkHeaders(endpoint.headers)
         }
         guard updated != nil else { throw APIError.notFound("Endpoint") }
         return APIResponse.empty()
@@ -293,6 +301,7 @@ struct EndpointController {
         // The Svix SDKs send removals as `deleteHeaders`; a null value removes too.
         let removals = body.stringArray("deleteHeaders", itemMaxLength: 1024) ?? []
         try body.finish()
+        let limits = self.limits
         let updated = try await modify(app: app, ref: found.id.rawValue) { endpoint in
             for name in removals {
                 for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }
@@ -302,6 +311,7 @@ struct EndpointController {
                 for existing in endpoint.headers.keys where existing.lowercased() == name.lowercased() { endpoint.headers[existing] = nil }
                 if let value { endpoint.headers[name] = value }
             }
+            try limits.checkHeaders(endpoint.headers)
         }
         guard updated != nil else { throw APIError.notFound("Endpoint") }
         return APIResponse.empty()

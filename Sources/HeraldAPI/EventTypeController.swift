@@ -5,6 +5,7 @@ import Hummingbird
 /// `/api/v1/event-type`: CRUD with schemas; DELETE archives unless `expunge=true`.
 struct EventTypeController {
     let store: any HeraldStore
+    let limits: APILimits
 
     func register(on group: RouterGroup<APIRequestContext>) {
         group.get("event-type", use: list)
@@ -52,7 +53,7 @@ struct EventTypeController {
         let includeArchived = query.bool("include_archived", default: false)
         let withContent = query.bool("with_content", default: false)
         try query.finish()
-        let result = try await store.listEventTypes(page, includeArchived: includeArchived)
+        let result = try await store.listEventTypes(limits.bounded(page, withContent: withContent), includeArchived: includeArchived)
         return APIResponse.json(.ok, try ListOut.encode(result) {
             let out = EventTypeOut(eventType: $0, withContent: withContent)
             return try APIJSON.encode(out, rawMembers: out.rawMembers)
@@ -66,8 +67,17 @@ struct EventTypeController {
         var eventType = EventType(name: name ?? "", description: "")
         Self.read(&body, into: &eventType, partial: false)
         try body.finish()
-        try await store.createEventType(eventType)
+        try await create(eventType)
         return try Self.response(eventType, status: .created)
+    }
+
+    /// Creates within the event-type quota.
+    func create(_ eventType: EventType) async throws {
+        do {
+            try await store.createEventType(eventType, limit: limits.maxEventTypes)
+        } catch let error as StoreError where error.code == .limitExceeded {
+            throw APILimits.eventTypesFull(limits.maxEventTypes)
+        }
     }
 
     @Sendable func get(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -91,7 +101,7 @@ struct EventTypeController {
         var eventType = EventType(name: name, description: "")
         Self.read(&body, into: &eventType, partial: false)
         try body.finish()
-        try await store.createEventType(eventType)
+        try await create(eventType)
         return try Self.response(eventType, status: .created)
     }
 

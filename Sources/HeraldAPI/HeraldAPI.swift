@@ -20,6 +20,8 @@ public struct HeraldAPI: Sendable {
         /// This process's dispatcher, when it has one: a publish stores its deliveries claimed for
         /// it and hands them over after commit, so they need no claim and no wake-up.
         public var deliveryHandOver: (any DeliveryHandOver)?
+        /// Quotas and list bounds.
+        public var limits = APILimits()
 
         public init(maxPayloadBytes: Int = 1 << 20, publicURL: String? = nil, onNewWork: @escaping @Sendable () -> Void = {},
                     deliveryHandOver: (any DeliveryHandOver)? = nil) {
@@ -54,11 +56,12 @@ public struct HeraldAPI: Sendable {
         let endpointChanges = authenticated.group().add(middleware: EndpointChangeMiddleware(handOver: configuration.deliveryHandOver,
                                                                                                 applications: applications))
         ApplicationController(store: store).register(on: endpointChanges)
-        EndpointController(store: store, onNewWork: configuration.onNewWork).register(on: endpointChanges)
-        EventTypeController(store: store).register(on: authenticated)
+        EndpointController(store: store, onNewWork: configuration.onNewWork, limits: configuration.limits).register(on: endpointChanges)
+        EventTypeController(store: store, limits: configuration.limits).register(on: authenticated)
         MessageController(store: store, maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: configuration.onNewWork,
-                          handOver: configuration.deliveryHandOver, applications: applications).register(on: authenticated)
-        AttemptController(store: store).register(on: authenticated)
+                          handOver: configuration.deliveryHandOver, limits: configuration.limits, applications: applications).register(on: authenticated)
+        AttemptController(store: store, limits: configuration.limits).register(on: authenticated)
+        TokenController(store: store, tokens: tokens).register(on: authenticated)
         AuthController(store: store, publicURL: configuration.publicURL, tokens: tokens).register(on: authenticated)
     }
 

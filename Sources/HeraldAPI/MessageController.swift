@@ -10,6 +10,7 @@ struct MessageController {
     let maxPayloadBytes: Int
     let onNewWork: @Sendable () -> Void
     let handOver: (any DeliveryHandOver)?
+    let limits: APILimits
     let applications: ApplicationCache
     /// Made once (after `MetricsSystem.bootstrap`), not looked up by name on every publish.
     let published = Counter(label: "herald_messages_published_total")
@@ -138,7 +139,8 @@ struct MessageController {
         let filter = Self.messageFilter(&query)
         let withContent = query.bool("with_content", default: true)
         try query.finish()
-        let result = try await store.listMessages(app: app.id, filter: filter, page)
+        // Bounded in bytes; without content the store reads no payloads at all.
+        let result = try await store.listMessages(app: app.id, filter: filter, limits.bounded(page, withContent: withContent))
         return APIResponse.json(.ok, try ListOut.encode(result) {
             MessageOut(message: $0).json(withContent: withContent)
         })

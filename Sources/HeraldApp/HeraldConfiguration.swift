@@ -1,4 +1,10 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import HeraldAPI
+import HeraldPostgres
+import Logging
 import HeraldSQLite
 
 /// Where Herald keeps its data.
@@ -84,9 +90,67 @@ public struct HeraldConfiguration: Sendable {
     public var maxHTTPClients = 128
     /// Seconds a resolved host name is kept.
     public var dnsCacheTTL: Double = 60
+    /// Seconds a request head may take to arrive (from the accept, or the next request's first
+    /// byte), its body after the head, and a kept-alive connection may sit idle.
+    public var headerTimeout: Double = 10
+    public var bodyTimeout: Double = 30
+    public var idleTimeout: Double = 60
+    /// Open API connections at most; nil: what the descriptor limit leaves after the outbound and
+    /// database reserve (`ConnectionBudget`).
+    public var maxConnections: Int?
+    /// Quotas (endpoints per application, headers, event types) and the byte bound of list pages.
+    public var apiLimits = APILimits()
+    /// When set, `GET /metrics` requires `Authorization: Bearer <metricsToken>`.
+    public var metricsToken: String?
 
     public init() {}
 }
 
 /// The SQLite `synchronous` setting, re-exported for the command line.
 public typealias HeraldSQLiteSynchronous = SQLiteStore.Configuration.Synchronous
+
+/// How the process's descriptors are shared: outbound deliveries and the database get a reserve
+/// that inbound API clients cannot take; the API may hold what is left.
+public enum ConnectionBudget {
+    /// Descriptors kept for the process itself: standard streams, the event loops' epoll and
+    /// eventfd descriptors, logs, the listening socket.
+    public static let processReserve = 256
+
+    /// Outbound connections: one per delivery in flight, and as many again kept alive idle
+    /// between bursts (closed after 60 s idle), plus DNS and client set-up. Nothing for `api`.
+    public static func outboundReserve(_ configuration: HeraldConfiguration) -> Int {
+        configuration.role == .api ? 0 : 2 * configuration.deliveryConcurrency + 64
+    }
+
+    /// The database: SQLite's file, WAL, shared memory and readers; PostgreSQL's pools (API,
+    /// relaxed and `LISTEN`: about 1.25 × `pool_max` + 1).
+    public static func databaseReserve(_ configuration: HeraldConfiguration) -> Int {
+        switch configuration.database {
+        case .sqliteFile, .sqliteMemory: 64
+        case .postgres(let url):
+            ((try? PostgresStore.Configuration(url: url).maximumConnections) ?? 20) * 5 / 4 + 16
+        }
+    }
+
+    /// The open-file limit now (after `herald serve` raised the soft limit to the hard one).
+    public static func descriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(clamping: min(limit.rlim_cur, 1 << 20))  // RLIM_INFINITY is the largest value
+    }
+
+    /// Logs a warning when the open-file limit cannot hold the reserves and 64 API connections.
+    static func warnIfTight(_ configuration: HeraldConfiguration, logger: Logger) {
+        let limit = descriptorLimit()
+        let reserve = outboundReserve(configuration) + databaseReserve(configuration) + processReserve
+        guard limit < reserve + 64 else { return }
+        logger.warning("the open-file limit is too low for the delivery concurrency: raise ulimit -n, or lower --delivery-concurrency",
+                       metadata: ["herald.nofile": "\(limit)", "herald.nofile.reserve": "\(reserve)"])
+    }
+
+    /// The default maximum of open API connections: the descriptor limit less every reserve, and
+    /// never below 64.
+    public static func defaultMaxConnections(_ configuration: HeraldConfiguration, descriptorLimit: Int = descriptorLimit()) -> Int {
+        max(64, descriptorLimit - outboundReserve(configuration) - databaseReserve(configuration) - processReserve)
+    }
+}

@@ -83,18 +83,33 @@ public struct HeraldServer: Sendable {
             }
         }
         let wakeup = dispatcher?.wakeup
-        let api = HeraldAPI(store: store, configuration: .init(maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: { wakeup?.signal() },
-                                                               deliveryHandOver: dispatcher))
+        var apiConfiguration = HeraldAPI.Configuration(maxPayloadBytes: configuration.maxPayloadBytes, onNewWork: { wakeup?.signal() },
+                                                       deliveryHandOver: dispatcher)
+        apiConfiguration.limits = configuration.apiLimits
+        let api = HeraldAPI(store: store, configuration: apiConfiguration)
         let router = api.buildRouter()
         if let metrics {
-            router.get("metrics") { _, _ in
-                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                         body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+            let metricsToken = configuration.metricsToken.map { Array("Bearer \($0)".utf8) }
+            router.get("metrics") { request, _ in
+                if let metricsToken {
+                    let given = Array((request.headers[.authorization] ?? "").utf8)
+                    guard MetricsAuthorization.matches(given, metricsToken) else { return MetricsAuthorization.unauthorized }
+                }
+                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
             }
         }
+        var guardConfiguration = ConnectionGuard.Configuration()
+        guardConfiguration.headerTimeout = .milliseconds(Int64(configuration.headerTimeout * 1000))
+        guardConfiguration.bodyTimeout = .milliseconds(Int64(configuration.bodyTimeout * 1000))
+        guardConfiguration.idleTimeout = .milliseconds(Int64(configuration.idleTimeout * 1000))
+        let limiter = ConnectionLimiter(maximum: configuration.maxConnections ?? ConnectionBudget.defaultMaxConnections(configuration))
+        ConnectionBudget.warnIfTight(configuration, logger: logger)
         let application = Hummingbird.Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Herald"),
+            server: ConnectionGuard.http1(configuration: guardConfiguration, limiter: limiter),
+            // A deep accept queue: a burst of thousands of connects is accepted, not dropped.
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Herald", backlog: 4096),
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger
@@ -140,7 +155,7 @@ public struct HeraldServer: Sendable {
         await Self.close(store)
     }
 
-    static func close(_ store: any HeraldStore) async {
+    public static func close(_ store: any HeraldStore) async {
         if let postgres = store as? PostgresStore { await postgres.close() }
         if let sqlite = store as? SQLiteStore { try? sqlite.close() }
     }
@@ -199,18 +214,35 @@ public struct HeraldServer: Sendable {
         }
     }
 
-    /// Registers the given token, or makes one when no admin token exists yet. Returns a made token.
+    /// Registers the given token (earlier tokens stay valid: revoke them with `herald token revoke`),
+    /// or makes one when no admin token exists yet. Returns a made token.
     static func ensureAdminToken(store: any HeraldStore, given: String?) async throws -> String? {
         if let given {
             let hash = APITokenText.hash(given)
             if try await store.token(hash: hash) == nil {
-                try await store.createToken(APIToken(hash: hash, scope: .admin))
+                try await store.createToken(APIToken(hash: hash, scope: .admin, name: "--token"))
             }
             return nil
         }
         guard try await store.adminTokenCount() == 0 else { return nil }
         let token = APITokenText.generate()
-        try await store.createToken(APIToken(hash: APITokenText.hash(token), scope: .admin))
+        try await store.createToken(APIToken(hash: APITokenText.hash(token), scope: .admin, name: "first start"))
         return token
+    }
+}
+
+/// `/metrics` behind `--metrics-token`.
+enum MetricsAuthorization {
+    /// Constant-time comparison of the whole header with `Bearer <token>`.
+    static func matches(_ given: [UInt8], _ expected: [UInt8]) -> Bool {
+        guard given.count == expected.count else { return false }
+        var difference: UInt8 = 0
+        for index in given.indices { difference |= given[index] ^ expected[index] }
+        return difference == 0
+    }
+
+    static var unauthorized: Response {
+        Response(status: .unauthorized, headers: [.contentType: "application/json", .wwwAuthenticate: "Bearer"],
+                 body: .init(byteBuffer: ByteBuffer(string: #"{"code":"authentication_failed","detail":"/metrics needs 'Authorization: Bearer <metrics token>' (--metrics-token)"}"#)))
     }
 }

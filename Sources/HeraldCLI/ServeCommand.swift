@@ -17,6 +17,8 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
         Every setting comes from its flag, else its HERALD_* environment variable, else the default.
         With no --token and no admin token stored, the first start prints a new admin token once.
+        --token adds that admin token; tokens accepted before stay valid until revoked
+        (herald token list / herald token revoke ID, or DELETE /api/v1/token/ID).
         Examples:
           herald serve
           herald serve --database sqlite:/var/lib/herald/herald.sqlite --host 0.0.0.0 --port 8071
@@ -32,7 +34,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Port to listen on; 0 picks a free one and prints it [HERALD_PORT, default 8071].", valueName: "port"))
     var port: String?
 
-    @Option(help: ArgumentHelp("An admin API token to accept; stored hashed [HERALD_TOKEN].", valueName: "token"))
+    @Option(help: ArgumentHelp("An admin API token to accept, stored hashed; tokens accepted before stay valid until revoked (herald token) [HERALD_TOKEN].", valueName: "token"))
     var token: String?
 
     @Option(help: ArgumentHelp("all, api or worker [HERALD_ROLE, default all].", valueName: "role"))
@@ -67,6 +69,36 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("dns-cache-ttl"), help: ArgumentHelp("Seconds a resolved host name is kept [HERALD_DNS_CACHE_TTL, default 60].", valueName: "seconds"))
     var dnsCacheTTL: String?
+
+    @Option(name: .customLong("header-timeout"), help: ArgumentHelp("Seconds a request head may take to arrive, from the accept or a kept-alive connection's next byte; then 408 and close [HERALD_HEADER_TIMEOUT, default 10].", valueName: "seconds"))
+    var headerTimeout: String?
+
+    @Option(name: .customLong("body-timeout"), help: ArgumentHelp("Seconds a request body may take after its head; then the connection is closed [HERALD_BODY_TIMEOUT, default 30].", valueName: "seconds"))
+    var bodyTimeout: String?
+
+    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Seconds a kept-alive connection may wait for its next request [HERALD_IDLE_TIMEOUT, default 60].", valueName: "seconds"))
+    var idleTimeout: String?
+
+    @Option(name: .customLong("max-connections"), help: ArgumentHelp("Open API connections at most; more are answered 503 and closed [HERALD_MAX_CONNECTIONS, default: the open-file limit less the outbound and database reserve].", valueName: "n"))
+    var maxConnections: String?
+
+    @Option(name: .customLong("max-endpoints-per-app"), help: ArgumentHelp("Endpoints one application may have [HERALD_MAX_ENDPOINTS_PER_APP, default 100].", valueName: "n"))
+    var maxEndpointsPerApp: String?
+
+    @Option(name: .customLong("max-endpoint-headers"), help: ArgumentHelp("Custom headers one endpoint may have [HERALD_MAX_ENDPOINT_HEADERS, default 20].", valueName: "n"))
+    var maxEndpointHeaders: String?
+
+    @Option(name: .customLong("max-endpoint-headers-bytes"), help: ArgumentHelp("Bytes of an endpoint's header names and values together [HERALD_MAX_ENDPOINT_HEADERS_BYTES, default 8192].", valueName: "bytes"))
+    var maxEndpointHeadersBytes: String?
+
+    @Option(name: .customLong("max-event-types"), help: ArgumentHelp("Event types in all [HERALD_MAX_EVENT_TYPES, default 1000].", valueName: "n"))
+    var maxEventTypes: String?
+
+    @Option(name: .customLong("max-list-bytes"), help: ArgumentHelp("Bytes of payloads and responses in one list page; a fuller page stops early with done: false [HERALD_MAX_LIST_BYTES, default 16777216].", valueName: "bytes"))
+    var maxListBytes: String?
+
+    @Option(name: .customLong("metrics-token"), help: ArgumentHelp("A bearer token GET /metrics requires; without one /metrics is open [HERALD_METRICS_TOKEN].", valueName: "token"))
+    var metricsToken: String?
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error [HERALD_LOG_LEVEL, default info].", valueName: "level"))
     var logLevel: String?
@@ -204,6 +236,33 @@ struct ServeSettings {
         if let (text, name) = value(command.dnsCacheTTL, "HERALD_DNS_CACHE_TTL") {
             guard let seconds = Double(text), seconds >= 0, seconds <= 86400 else { throw CLIError("\(name): '\(text)' is not a number of seconds from 0 to 86400") }
             configuration.dnsCacheTTL = seconds
+        }
+        /// Seconds from a flag or its variable, within `range`.
+        func seconds(_ flag: String?, _ variable: String, _ range: ClosedRange<Double>) throws -> Double? {
+            guard let (text, name) = value(flag, variable) else { return nil }
+            guard let seconds = Double(text), range.contains(seconds) else {
+                throw CLIError("\(name): '\(text)' is not a number of seconds from \(Int(range.lowerBound)) to \(Int(range.upperBound))")
+            }
+            return seconds
+        }
+        /// A count from a flag or its variable, within `range`.
+        func count(_ flag: String?, _ variable: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let (text, name) = value(flag, variable) else { return nil }
+            guard let count = Int(text), range.contains(count) else { throw CLIError("\(name): '\(text)' is not a number from \(range.lowerBound) to \(range.upperBound)") }
+            return count
+        }
+        if let value = try seconds(command.headerTimeout, "HERALD_HEADER_TIMEOUT", 0.1...3600) { configuration.headerTimeout = value }
+        if let value = try seconds(command.bodyTimeout, "HERALD_BODY_TIMEOUT", 0.1...3600) { configuration.bodyTimeout = value }
+        if let value = try seconds(command.idleTimeout, "HERALD_IDLE_TIMEOUT", 0.1...86400) { configuration.idleTimeout = value }
+        if let value = try count(command.maxConnections, "HERALD_MAX_CONNECTIONS", 1...10_000_000) { configuration.maxConnections = value }
+        if let value = try count(command.maxEndpointsPerApp, "HERALD_MAX_ENDPOINTS_PER_APP", 1...1_000_000) { configuration.apiLimits.maxEndpointsPerApplication = value }
+        if let value = try count(command.maxEndpointHeaders, "HERALD_MAX_ENDPOINT_HEADERS", 0...10_000) { configuration.apiLimits.maxEndpointHeaders = value }
+        if let value = try count(command.maxEndpointHeadersBytes, "HERALD_MAX_ENDPOINT_HEADERS_BYTES", 0...(1 << 20)) { configuration.apiLimits.maxEndpointHeaderBytes = value }
+        if let value = try count(command.maxEventTypes, "HERALD_MAX_EVENT_TYPES", 1...10_000_000) { configuration.apiLimits.maxEventTypes = value }
+        if let value = try count(command.maxListBytes, "HERALD_MAX_LIST_BYTES", 1024...(1 << 30)) { configuration.apiLimits.maxListContentBytes = value }
+        if let (text, name) = value(command.metricsToken, "HERALD_METRICS_TOKEN") {
+            guard text.count >= 8, !text.contains(where: \.isWhitespace) else { throw CLIError("\(name): a token needs at least 8 characters and no spaces") }
+            configuration.metricsToken = text
         }
         var level = Logger.Level.info
         if let (text, name) = value(command.logLevel, "HERALD_LOG_LEVEL") {

@@ -30,6 +30,12 @@ enum PostgresMigrations {
         Migration(name: "v2-fair-queue", statements: v2),
         Migration(name: "v3-sealed-at-rest", statements: v3),
         Migration(name: "v4-lighter-writes", statements: v4),
+        Migration(name: "v5-token-names", statements: v5),
+    ]
+
+    /// Admin tokens carry a name, so they can be listed and told apart.
+    static let v5: [String] = [
+        "ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT ''",
     ]
 
     /// Less work per message: a delivery's or an attempt's application is reached through its

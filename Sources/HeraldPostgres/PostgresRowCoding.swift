@@ -116,7 +116,7 @@ enum PostgresCoding {
         return APIToken(
             id: TokenID(rawValue: try row.value("id")), hash: try row.bytes("hash") ?? [],
             scope: appID.map { .application(ApplicationID(rawValue: $0)) } ?? .admin,
-            createdAt: try row.date("created_at"), expiresAt: try row.optionalDate("expires_at"))
+            createdAt: try row.date("created_at"), expiresAt: try row.optionalDate("expires_at"), name: try row.value("name"))
     }
 
     /// The endpoint in `row`, whose secrets `codec` opens.

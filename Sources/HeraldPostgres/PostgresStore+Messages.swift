@@ -74,11 +74,20 @@ extension PostgresStore {
 
     public func listMessages(app: ApplicationID, filter: MessageFilter, _ page: PageRequest) async throws -> Page<Message> {
         let window = PageWindow(page)
-        var query = PGQuery("SELECT * FROM messages")
+        // The payloads are read only for the rows that fit the page's byte budget (`octet_length`
+        // of a stored value reads its header, not the value).
+        var query = PGQuery("SELECT \(Self.messageColumnsWithoutPayload(prefix: "", table: "messages")), octet_length(messages.payload) AS content_length FROM messages")
         query.require("messages.app_id = ?", app.rawValue)
         query.filter(filter, table: "messages")
         query.page(window, key: "messages.id")
-        return window.page(try await rows(query.query).map { try PostgresCoding.message($0) }) { $0.id.rawValue }
+        let fetched = try await rows(query.query)
+        let fit = page.contentFit(try fetched.prefix(page.limit).map { try $0.value("content_length", as: Int?.self) ?? 0 })
+        var items = try fetched.map { try PostgresCoding.message($0) }
+        if page.withContent {
+            let payloads = try await payloads(of: items.prefix(fit).map(\.id))
+            for index in items.indices.prefix(fit) { items[index].payload = payloads[items[index].id] }
+        }
+        return window.page(items, key: { $0.id.rawValue }, contentFit: fit)
     }
 
     public func expungeMessagePayload(app: ApplicationID, id: MessageID) async throws {
@@ -100,7 +109,10 @@ extension PostgresStore {
         }
         query.filter(filter.message, table: "attempts")
         query.page(window, key: "attempts.id")
-        return window.page(try await rows(query.query).map(PostgresCoding.attempt)) { $0.id.rawValue }
+        let items = try await rows(query.query).map(PostgresCoding.attempt)
+        // Responses are at most 20,000 bytes each, so a whole page of them is small enough to read.
+        let fit = page.contentFit(items.prefix(page.limit).map(\.response.utf8.count))
+        return window.page(items, key: { $0.id.rawValue }, contentFit: fit)
     }
 
     public func attempt(app: ApplicationID, message: MessageID, id: AttemptID) async throws -> Attempt? {
@@ -123,9 +135,7 @@ extension PostgresStore {
                                       _ page: PageRequest) async throws -> Page<DeliveredMessage> {
         let window = PageWindow(page)
         var query = PGQuery("""
-            SELECT d.*, m.id AS m_id, m.app_id AS m_app_id, m.event_id AS m_event_id, m.event_type AS m_event_type,
-                   m.payload AS m_payload, m.channels AS m_channels, m.created_at AS m_created_at,
-                   m.payload_expires_at AS m_payload_expires_at
+            SELECT d.*, \(Self.messageColumnsWithoutPayload(prefix: "m_", table: "m")), octet_length(m.payload) AS content_length
             FROM deliveries d JOIN messages m ON m.id = d.message_id
             """)
         query.require("d.app_id = ?", app.rawValue)
@@ -133,10 +143,16 @@ extension PostgresStore {
         if let status { query.require("d.status = ?", status.rawValue) }
         query.filter(filter, table: "m")
         query.page(window, key: "d.message_id")
-        let items = try await rows(query.query).map { row in
+        let fetched = try await rows(query.query)
+        let fit = page.contentFit(try fetched.prefix(page.limit).map { try $0.value("content_length", as: Int?.self) ?? 0 })
+        var items = try fetched.map { row in
             DeliveredMessage(delivery: try PostgresCoding.delivery(row), message: try PostgresCoding.message(row, prefix: "m_"))
         }
-        return window.page(items) { $0.message.id.rawValue }
+        if page.withContent {
+            let payloads = try await payloads(of: items.prefix(fit).map(\.message.id))
+            for index in items.indices.prefix(fit) { items[index].message.payload = payloads[items[index].message.id] }
+        }
+        return window.page(items, key: { $0.message.id.rawValue }, contentFit: fit)
     }
 
     public func listDestinations(app: ApplicationID, message: MessageID, _ page: PageRequest) async throws -> Page<MessageDestination> {
@@ -178,5 +194,22 @@ extension PostgresStore {
             }
         }
         return stats
+    }
+
+    /// The message columns other than the payload (which comes back NULL), each as `<prefix><name>`.
+    static func messageColumnsWithoutPayload(prefix: String, table: String) -> String {
+        (["id", "app_id", "event_id", "event_type", "channels", "created_at", "payload_expires_at"]
+            .map { "\(table).\($0) AS \(prefix)\($0)" } + ["NULL::bytea AS \(prefix)payload"]).joined(separator: ", ")
+    }
+
+    /// The payloads of these messages, read in a second step so that a page never loads more
+    /// payload bytes than its budget.
+    func payloads(of ids: [MessageID]) async throws -> [MessageID: [UInt8]] {
+        guard !ids.isEmpty else { return [:] }
+        var result: [MessageID: [UInt8]] = [:]
+        for row in try await rows("SELECT id, payload FROM messages WHERE id = ANY(\(ids.map(\.rawValue)))") {
+            if let bytes = try row.bytes("payload") { result[MessageID(rawValue: try row.value("id"))] = bytes }
+        }
+        return result
     }
 }

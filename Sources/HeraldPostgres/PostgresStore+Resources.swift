@@ -56,10 +56,16 @@ extension PostgresStore {
     // MARK: Endpoints
 
     public func createEndpoint(_ endpoint: Endpoint) async throws {
+        let inserted = try await rows(insertEndpointQuery(endpoint))
+        guard !inserted.isEmpty else { throw StoreError.notFound("application") }
+    }
+
+    /// Inserts the endpoint, secrets and headers sealed, if its application exists.
+    func insertEndpointQuery(_ endpoint: Endpoint) throws -> PostgresQuery {
         let sealed = try secrets.seal(endpoint.secrets)
         let metadata = try PostgresCoding.json(endpoint.metadata)
         let headers = try secrets.sealText(PostgresCoding.json(endpoint.headers))
-        let inserted = try await rows("""
+        return try """
             INSERT INTO endpoints (id, app_id, uid, url, description, disabled, event_types, channels, throttle_rate,
                                    metadata, headers, secrets, secrets_sealed, created_at, updated_at, failing_since)
             SELECT \(endpoint.id.rawValue)::text, id, \(endpoint.uid)::text, \(endpoint.url)::text, \(endpoint.description)::text,
@@ -69,8 +75,7 @@ extension PostgresStore {
                    \(endpoint.updatedAt.pgValue)::double precision, \(endpoint.failingSince?.pgValue)::double precision
             FROM applications WHERE id = \(endpoint.appID.rawValue)
             RETURNING 1
-            """)
-        guard !inserted.isEmpty else { throw StoreError.notFound("application") }
+            """
     }
 
     public func endpoint(app: ApplicationID, ref: String) async throws -> Endpoint? {
@@ -143,12 +148,16 @@ extension PostgresStore {
     // MARK: Event types
 
     public func createEventType(_ eventType: EventType) async throws {
-        try await rows("""
+        try await rows(Self.insertEventTypeQuery(eventType))
+    }
+
+    static func insertEventTypeQuery(_ eventType: EventType) throws -> PostgresQuery {
+        try """
             INSERT INTO event_types (name, description, archived, deprecated, schemas, feature_flag, created_at, updated_at)
             VALUES (\(eventType.name), \(eventType.description), \(eventType.archived), \(eventType.deprecated),
                     \(eventType.schemas.map { Data($0) }), \(eventType.featureFlag), \(eventType.createdAt.pgValue),
                     \(eventType.updatedAt.pgValue))
-            """)
+            """
     }
 
     public func eventType(name: String) async throws -> EventType? {
@@ -157,10 +166,13 @@ extension PostgresStore {
 
     public func listEventTypes(_ page: PageRequest, includeArchived: Bool) async throws -> Page<EventType> {
         let window = PageWindow(page)
-        var query = PGQuery("SELECT * FROM event_types")
+        // Without content the schemas are not read; with it, the page stops at the byte budget.
+        var query = PGQuery(page.withContent ? "SELECT * FROM event_types" : "SELECT name, description, archived, deprecated, feature_flag, created_at, updated_at, NULL::bytea AS schemas FROM event_types")
         if !includeArchived { query.conditions.append("NOT archived") }
         query.page(window, key: "name")
-        return window.page(try await rows(query.query).map(PostgresCoding.eventType)) { $0.name }
+        let items = try await rows(query.query).map(PostgresCoding.eventType)
+        let fit = page.contentFit(items.prefix(page.limit).map { $0.schemas?.count ?? 0 })
+        return window.page(items, key: { $0.name }, contentFit: fit)
     }
 
     public func updateEventType(_ eventType: EventType) async throws {
@@ -220,12 +232,12 @@ extension PostgresStore {
         var appID: String?
         if case .application(let id) = token.scope { appID = id.rawValue }
         let inserted = try await rows("""
-            INSERT INTO api_tokens (id, hash, app_id, created_at, expires_at)
+            INSERT INTO api_tokens (id, hash, app_id, created_at, expires_at, name)
             SELECT \(token.id.rawValue)::text, \(Data(token.hash))::bytea, \(appID)::text, \(token.createdAt.pgValue)::double precision,
-                   \(token.expiresAt?.pgValue)::double precision
+                   \(token.expiresAt?.pgValue)::double precision, \(token.name)::text
             WHERE \(appID)::text IS NULL OR EXISTS (SELECT 1 FROM applications WHERE id = \(appID)::text)
             ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, app_id = excluded.app_id,
-                created_at = excluded.created_at, expires_at = excluded.expires_at
+                created_at = excluded.created_at, expires_at = excluded.expires_at, name = excluded.name
             RETURNING 1
             """)
         guard !inserted.isEmpty else { throw StoreError.notFound("application") }
@@ -242,4 +254,51 @@ extension PostgresStore {
     public func adminTokenCount() async throws -> Int {
         try await rows("SELECT COUNT(*) AS n FROM api_tokens WHERE app_id IS NULL").first?.value("n", as: Int.self) ?? 0
     }
+
+    public func listAdminTokens(_ page: PageRequest) async throws -> Page<APIToken> {
+        let window = PageWindow(page)
+        var query = PGQuery("SELECT * FROM api_tokens")
+        query.conditions.append("app_id IS NULL")
+        query.page(window, key: "id COLLATE \"C\"")
+        return window.page(try await rows(query.query).map(PostgresCoding.token)) { $0.id.rawValue }
+    }
+
+    public func revokeAdminToken(id: TokenID) async throws -> Bool {
+        try await !rows("DELETE FROM api_tokens WHERE id = \(id.rawValue) AND app_id IS NULL RETURNING 1").isEmpty
+    }
+
+    // MARK: Quotas
+
+    public func createEndpoint(_ endpoint: Endpoint, limit: Int) async throws {
+        let logger = self.logger
+        let app = endpoint.appID.rawValue
+        let insert = try insertEndpointQuery(endpoint)
+        // Creates in one application queue on its row (NO KEY UPDATE does not block publishes'
+        // foreign-key checks); each counts in a snapshot taken after the previous one committed.
+        let locked = try await transaction { connection in
+            guard try await !connection.rows("SELECT 1 FROM applications WHERE id = \(app) FOR NO KEY UPDATE", logger: logger).isEmpty else {
+                return false
+            }
+            let count = try await connection.rows("SELECT COUNT(*) AS n FROM endpoints WHERE app_id = \(app)", logger: logger)
+                .first?.value("n", as: Int.self) ?? 0
+            guard count < limit else { throw StoreError(.limitExceeded, "the application has \(limit) endpoints already") }
+            try await connection.rows(insert, logger: logger)
+            return true
+        }
+        guard locked else { throw StoreError.notFound("application") }
+    }
+
+    public func createEventType(_ eventType: EventType, limit: Int) async throws {
+        let logger = self.logger
+        try await transaction { connection in
+            // Event types are global: creates queue on one advisory lock ("herald-evtypes").
+            try await connection.rows("SELECT pg_advisory_xact_lock(\(Self.eventTypeLockKey))", logger: logger)
+            let exists = try await !connection.rows("SELECT 1 FROM event_types WHERE name = \(eventType.name)", logger: logger).isEmpty
+            let count = try await connection.rows("SELECT COUNT(*) AS n FROM event_types", logger: logger).first?.value("n", as: Int.self) ?? 0
+            if !exists, count >= limit { throw StoreError(.limitExceeded, "there are \(limit) event types already") }
+            try await connection.rows(try Self.insertEventTypeQuery(eventType), logger: logger)
+        }
+    }
+
+    static let eventTypeLockKey: Int64 = 0x68_65_72_65_76_74
 }

@@ -20,6 +20,9 @@ enum SQLiteMigrations {
         migrator.registerMigration("v4-sealed-at-rest") { db in
             try db.execute(sql: v4)
         }
+        migrator.registerMigration("v5-token-names") { db in
+            try db.execute(sql: v5)
+        }
         return migrator
     }
 
@@ -169,5 +172,12 @@ extension SQLiteMigrations {
             value BLOB NOT NULL
         );
         ALTER TABLE idempotency_records ADD COLUMN body_sealed INTEGER NOT NULL DEFAULT 0;
+        """
+}
+
+extension SQLiteMigrations {
+    /// Admin tokens carry a name, so they can be listed and told apart.
+    fileprivate static let v5 = """
+        ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
         """
 }

@@ -120,7 +120,7 @@ enum SQLiteCoding {
         return APIToken(
             id: TokenID(rawValue: row["id"]), hash: bytes(row, "hash") ?? [],
             scope: appID.map { .application(ApplicationID(rawValue: $0)) } ?? .admin,
-            createdAt: date(row, "created_at"), expiresAt: optionalDate(row, "expires_at"))
+            createdAt: date(row, "created_at"), expiresAt: optionalDate(row, "expires_at"), name: row["name"] ?? "")
     }
 
     /// The endpoint in `row`, whose secrets `codec` opens. Never fails on a damaged column or on

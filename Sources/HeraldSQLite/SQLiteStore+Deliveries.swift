@@ -38,7 +38,9 @@ extension SQLiteStore {
             query.filter(filter.message, table: "attempts")
             paging.apply(to: &query, key: "attempts.id")
             let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map(SQLiteCoding.attempt)
-            return paging.page(items) { $0.id.rawValue }
+            // Responses are at most 20,000 bytes each, so a whole page of them is small enough to read.
+            let fit = page.contentFit(items.prefix(page.limit).map(\.response.utf8.count))
+            return paging.window.page(items, key: { $0.id.rawValue }, contentFit: fit)
         }
     }
 
@@ -63,9 +65,7 @@ extension SQLiteStore {
         let paging = SQLPaging(page)
         return try await read { db in
             var query = SQLQuery("""
-                SELECT d.*, m.id AS m_id, m.app_id AS m_app_id, m.event_id AS m_event_id, m.event_type AS m_event_type,
-                       m.payload AS m_payload, m.channels AS m_channels, m.created_at AS m_created_at,
-                       m.payload_expires_at AS m_payload_expires_at
+                SELECT d.*, \(Self.messageColumnsWithoutPayload(prefix: "m_", table: "m")), length(m.payload) AS content_length
                 FROM deliveries d JOIN messages m ON m.id = d.message_id
                 """)
             query.require("d.app_id = ?", app.rawValue)
@@ -73,10 +73,16 @@ extension SQLiteStore {
             if let status { query.require("d.status = ?", status.rawValue) }
             query.filter(filter, table: "m")
             paging.apply(to: &query, key: "d.message_id")
-            let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map { row in
+            let rows = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments)
+            let fit = page.contentFit(rows.prefix(page.limit).map { ($0["content_length"] as Int?) ?? 0 })
+            var items = try rows.map { row in
                 DeliveredMessage(delivery: try SQLiteCoding.delivery(row), message: try SQLiteCoding.message(row, prefix: "m_"))
             }
-            return paging.page(items) { $0.message.id.rawValue }
+            if page.withContent {
+                let payloads = try Self.payloads(of: items.prefix(fit).map(\.message.id), in: db)
+                for index in items.indices.prefix(fit) { items[index].message.payload = payloads[items[index].message.id] }
+            }
+            return paging.window.page(items, key: { $0.message.id.rawValue }, contentFit: fit)
         }
     }
 

@@ -4,11 +4,24 @@ import HeraldCore
 
 extension SQLiteStore {
     public func createEndpoint(_ endpoint: Endpoint) async throws {
+        try await createEndpoint(endpoint, limit: nil)
+    }
+
+    public func createEndpoint(_ endpoint: Endpoint, limit: Int) async throws {
+        try await createEndpoint(endpoint, limit: Optional(limit))
+    }
+
+    /// One writer at a time: the count and the insert share the write transaction.
+    private func createEndpoint(_ endpoint: Endpoint, limit: Int?) async throws {
         let sealed = try secrets.seal(endpoint.secrets)
         let headers = try secrets.sealText(SQLiteCoding.json(endpoint.headers))
         try await write { db in
             guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM applications WHERE id = ?"), arguments: [endpoint.appID.rawValue]) != nil else {
                 throw StoreError.notFound("application")
+            }
+            if let limit, try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM endpoints WHERE app_id = ?"),
+                                           arguments: [endpoint.appID.rawValue]) ?? 0 >= limit {
+                throw StoreError(.limitExceeded, "the application has \(limit) endpoints already")
             }
             if let uid = endpoint.uid,
                try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM endpoints WHERE app_id = ? AND uid = ?"),

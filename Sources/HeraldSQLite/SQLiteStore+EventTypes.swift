@@ -4,9 +4,20 @@ import HeraldCore
 
 extension SQLiteStore {
     public func createEventType(_ eventType: EventType) async throws {
+        try await createEventType(eventType, limit: nil)
+    }
+
+    public func createEventType(_ eventType: EventType, limit: Int) async throws {
+        try await createEventType(eventType, limit: Optional(limit))
+    }
+
+    private func createEventType(_ eventType: EventType, limit: Int?) async throws {
         try await write { db in
             if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM event_types WHERE name = ?"), arguments: [eventType.name]) != nil {
                 throw StoreError.conflict("event type '\(eventType.name)' already exists")
+            }
+            if let limit, try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM event_types")) ?? 0 >= limit {
+                throw StoreError(.limitExceeded, "there are \(limit) event types already")
             }
             try db.cachedStatement(sql: """
                 INSERT INTO event_types (description, archived, deprecated, schemas, feature_flag, created_at, updated_at, name)
@@ -24,11 +35,13 @@ extension SQLiteStore {
     public func listEventTypes(_ page: PageRequest, includeArchived: Bool) async throws -> Page<EventType> {
         let paging = SQLPaging(page)
         return try await read { db in
-            var query = SQLQuery("SELECT * FROM event_types")
+            // Without content the schemas are not read; with it, the page stops at the byte budget.
+            var query = SQLQuery(page.withContent ? "SELECT * FROM event_types" : "SELECT name, description, archived, deprecated, feature_flag, created_at, updated_at, NULL AS schemas FROM event_types")
             if !includeArchived { query.conditions.append("archived = 0") }
             paging.apply(to: &query, key: "name")
             let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map(SQLiteCoding.eventType)
-            return paging.page(items) { $0.name }
+            let fit = page.contentFit(items.prefix(page.limit).map { $0.schemas?.count ?? 0 })
+            return paging.window.page(items, key: { $0.name }, contentFit: fit)
         }
     }
 

@@ -77,12 +77,19 @@ extension SQLiteStore {
     public func listMessages(app: ApplicationID, filter: MessageFilter, _ page: PageRequest) async throws -> Page<Message> {
         let paging = SQLPaging(page)
         return try await read { db in
-            var query = SQLQuery("SELECT * FROM messages")
+            // The payloads are read only for the rows that fit the page's byte budget (see `withPayloads`).
+            var query = SQLQuery("SELECT \(Self.messageColumnsWithoutPayload(prefix: "")), length(payload) AS content_length FROM messages")
             query.require("messages.app_id = ?", app.rawValue)
             query.filter(filter, table: "messages")
             paging.apply(to: &query, key: "messages.id")
-            let items = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map { try SQLiteCoding.message($0) }
-            return paging.page(items) { $0.id.rawValue }
+            let rows = try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments)
+            let fit = page.contentFit(rows.prefix(page.limit).map { ($0["content_length"] as Int?) ?? 0 })
+            var items = try rows.map { try SQLiteCoding.message($0) }
+            if page.withContent {
+                let payloads = try Self.payloads(of: items.prefix(fit).map(\.id), in: db)
+                for index in items.indices.prefix(fit) { items[index].payload = payloads[items[index].id] }
+            }
+            return paging.window.page(items, key: { $0.id.rawValue }, contentFit: fit)
         }
     }
 
@@ -91,5 +98,24 @@ extension SQLiteStore {
             try db.cachedStatement(sql: "UPDATE messages SET payload = NULL WHERE id = ? AND app_id = ?").execute(arguments: [id.rawValue, app.rawValue])
             guard db.changesCount > 0 else { throw StoreError.notFound("message") }
         }
+    }
+
+    /// The message columns other than the payload, each as `<prefix><name>`.
+    static func messageColumnsWithoutPayload(prefix: String, table: String = "") -> String {
+        (["id", "app_id", "event_id", "event_type", "channels", "created_at", "payload_expires_at"]
+            .map { table.isEmpty ? $0 : "\(table).\($0) AS \(prefix)\($0)" } + ["NULL AS \(prefix)payload"]).joined(separator: ", ")
+    }
+
+    /// The payloads of these messages, read in a second step so that a page never loads more
+    /// payload bytes than its budget.
+    static func payloads(of ids: [MessageID], in db: Database) throws -> [MessageID: [UInt8]] {
+        guard !ids.isEmpty else { return [:] }
+        let placeholders = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+        var result: [MessageID: [UInt8]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT id, payload FROM messages WHERE id IN (\(placeholders))",
+                                    arguments: StatementArguments(ids.map(\.rawValue))) {
+            if let bytes = SQLiteCoding.bytes(row, "payload") { result[MessageID(rawValue: row["id"])] = bytes }
+        }
+        return result
     }
 }

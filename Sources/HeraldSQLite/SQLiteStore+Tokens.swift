@@ -50,9 +50,9 @@ extension SQLiteStore {
                 appID = id.rawValue
             }
             try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO api_tokens (id, hash, app_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO api_tokens (id, hash, app_id, created_at, expires_at, name) VALUES (?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [token.id.rawValue, Data(token.hash), appID, token.createdAt.storedValue,
-                                 token.expiresAt?.storedValue])
+                                 token.expiresAt?.storedValue, token.name])
         }
     }
 
@@ -71,6 +71,23 @@ extension SQLiteStore {
     public func adminTokenCount() async throws -> Int {
         try await read { db in
             try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM api_tokens WHERE app_id IS NULL")) ?? 0
+        }
+    }
+
+    public func listAdminTokens(_ page: PageRequest) async throws -> Page<APIToken> {
+        let paging = SQLPaging(page)
+        return try await read { db in
+            var query = SQLQuery("SELECT * FROM api_tokens")
+            query.conditions.append("app_id IS NULL")
+            paging.apply(to: &query, key: "id")
+            return paging.page(try Row.fetchAll(db, sql: query.sql, arguments: query.statementArguments).map(SQLiteCoding.token)) { $0.id.rawValue }
+        }
+    }
+
+    public func revokeAdminToken(id: TokenID) async throws -> Bool {
+        try await write { db in
+            try db.cachedStatement(sql: "DELETE FROM api_tokens WHERE id = ? AND app_id IS NULL").execute(arguments: [id.rawValue])
+            return db.changesCount > 0
         }
     }
 }

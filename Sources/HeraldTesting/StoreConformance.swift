@@ -41,6 +41,9 @@ public struct StoreConformance: Sendable {
         case endpointHealth
         case publishClaimExcept
         case concurrentEndpointWrites
+        case adminTokens
+        case quotas
+        case contentBudget
 
         public var description: String { rawValue }
     }
@@ -87,6 +90,9 @@ public struct StoreConformance: Sendable {
         case .endpointHealth: try await testEndpointHealth()
         case .publishClaimExcept: try await testPublishClaimExcept()
         case .concurrentEndpointWrites: try await testConcurrentEndpointWrites()
+        case .adminTokens: try await testAdminTokens()
+        case .quotas: try await testQuotas()
+        case .contentBudget: try await testContentBudget()
         }
     }
 

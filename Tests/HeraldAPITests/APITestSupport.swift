@@ -76,20 +76,22 @@ struct APIClient {
 /// Runs `body` against a fresh Herald on an in-memory SQLite database, then again on a fresh
 /// PostgreSQL schema when a test server is configured (`TestPostgres`): every API test checks both
 /// stores.
-func withAPI(_ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
-    try await withAPI(database: .sqliteMemory, body)
+func withAPI(configure: (inout HeraldConfiguration) -> Void = { _ in }, _ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
+    try await withAPI(database: .sqliteMemory, configure: configure, body)
     if let url = TestPostgres.freshSchemaURL() {
-        try await withAPI(database: .postgres(url), body)
+        try await withAPI(database: .postgres(url), configure: configure, body)
     }
 }
 
-func withAPI(database: DatabaseLocation, _ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
+func withAPI(database: DatabaseLocation, configure: (inout HeraldConfiguration) -> Void = { _ in },
+             _ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
     var configuration = HeraldConfiguration()
     configuration.database = database
     configuration.token = adminToken
     configuration.port = 0
     configuration.role = .api  // no dispatcher: these tests record attempts themselves
     configuration.mainKey = (0..<32).map { _ in UInt8.random(in: 0...255) }
+    configure(&configuration)
     var logger = Logger(label: "herald.test")
     logger.logLevel = .warning
     let server = try await HeraldServer.build(configuration: configuration, logger: logger)

@@ -13,13 +13,15 @@ import Testing
 @Suite("API: two nodes on PostgreSQL", .enabled(if: TestPostgres.url != nil, TestPostgres.skipReason))
 struct MultiNodeAPITests {
     /// Builds two servers on one fresh schema and runs `body` with a client for each.
-    func withTwoNodes(_ body: @escaping @Sendable (APIClient, APIClient) async throws -> Void) async throws {
+    func withTwoNodes(configure: (inout HeraldConfiguration) -> Void = { _ in },
+                      _ body: @escaping @Sendable (APIClient, APIClient) async throws -> Void) async throws {
         let url = try #require(TestPostgres.freshSchemaURL())
         var configuration = HeraldConfiguration()
         configuration.database = .postgres(url)
         configuration.token = adminToken
         configuration.role = .api
         configuration.mainKey = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        configure(&configuration)
         var logger = Logger(label: "herald.test")
         logger.logLevel = .warning
         let first = try await HeraldServer.build(configuration: configuration, logger: logger)
@@ -78,6 +80,40 @@ struct MultiNodeAPITests {
             // An application uid taken on one node is taken on the other.
             let duplicate = try await second.call(.post, "/api/v1/app", json: ["name": "B", "uid": "a"])
             #expect(duplicate.status == .conflict)
+        }
+    }
+
+    @Test func aTokenRevokedOnOneNodeIsRefusedByTheOtherWithinItsCacheLifetime() async throws {
+        try await withTwoNodes { first, second in
+            let created = try await first.call(.post, "/api/v1/token", json: ["name": "shared"])
+            let token = try #require(created.object["token"] as? String)
+            let id = try #require(created.object["id"] as? String)
+            #expect(try await second.call(.get, "/api/v1/app", token: token).status == .ok)  // now cached there
+            #expect(try await first.call(.delete, "/api/v1/token/\(id)").status == .noContent)
+            #expect(try await first.call(.get, "/api/v1/app", token: token).status == .unauthorized, "at once on the revoking node")
+            let deadline = ContinuousClock.now + .seconds(15)
+            var refused = false
+            while !refused, ContinuousClock.now < deadline {
+                refused = try await second.call(.get, "/api/v1/app", token: token).status == .unauthorized
+                if !refused { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(refused, "the other node refuses the revoked token once its 5 s cache entry lapses")
+        }
+    }
+
+    @Test func concurrentEndpointCreatesOnTwoNodesStayWithinTheQuota() async throws {
+        try await withTwoNodes(configure: { $0.apiLimits.maxEndpointsPerApplication = 4 }) { first, second in
+            _ = try await first.createApp("A", uid: "a")
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for index in 0..<12 {
+                    let node = index.isMultiple(of: 2) ? first : second
+                    group.addTask { try await node.call(.post, "/api/v1/app/a/endpoint", json: ["url": "https://example.com/\(index)"]).status }
+                }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 4)
+            #expect(statuses.filter { $0 == .unprocessableContent }.count == 8)
+            #expect(try await second.call(.get, "/api/v1/app/a/endpoint").data.count == 4)
         }
     }
 }

@@ -300,13 +300,17 @@ public struct APIToken: Sendable, Codable, Hashable {
     public var scope: TokenScope
     public var createdAt: Date
     public var expiresAt: Date?
+    /// What the token is for, as its creator named it (admin tokens); empty when unnamed.
+    public var name: String
 
-    public init(id: TokenID = .generate(), hash: [UInt8], scope: TokenScope, createdAt: Date = Date(), expiresAt: Date? = nil) {
+    public init(id: TokenID = .generate(), hash: [UInt8], scope: TokenScope, createdAt: Date = Date(), expiresAt: Date? = nil,
+                name: String = "") {
         self.id = id
         self.hash = hash
         self.scope = scope
         self.createdAt = createdAt
         self.expiresAt = expiresAt
+        self.name = name
     }
 }
 

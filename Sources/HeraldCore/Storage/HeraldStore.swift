@@ -258,6 +258,19 @@ public protocol HeraldStore: DeliveryQueue {
     func deleteToken(id: TokenID) async throws
     /// How many admin tokens exist (to decide whether to create one on first start).
     func adminTokenCount() async throws -> Int
+    /// The admin tokens (expired ones included), paged by id. App-portal tokens are not listed.
+    func listAdminTokens(_ page: PageRequest) async throws -> Page<APIToken>
+    /// Deletes the admin token with this id; false when there is none (or it is not an admin token).
+    func revokeAdminToken(id: TokenID) async throws -> Bool
+
+    // MARK: Quotas
+    /// `createEndpoint`, unless the application already has `limit` endpoints: then throws
+    /// `.limitExceeded`. The count is taken in the insert's transaction, so concurrent creates do
+    /// not overshoot it.
+    func createEndpoint(_ endpoint: Endpoint, limit: Int) async throws
+    /// `createEventType`, unless `limit` event types (archived ones included) exist: then throws
+    /// `.limitExceeded`.
+    func createEventType(_ eventType: EventType, limit: Int) async throws
 }
 
 extension HeraldStore {

@@ -104,7 +104,10 @@ public actor InMemoryStore: HeraldStore {
     public func eventType(name: String) -> EventType? { eventTypes[name] }
 
     public func listEventTypes(_ page: PageRequest, includeArchived: Bool) -> Page<EventType> {
-        page.paginate(eventTypes.values.filter { includeArchived || !$0.archived }) { $0.name }
+        var result = page.paginate(eventTypes.values.filter { includeArchived || !$0.archived }, key: { $0.name },
+                                   contentSize: { $0.schemas?.count ?? 0 })
+        if !page.withContent { for index in result.items.indices { result.items[index].schemas = nil } }
+        return result
     }
 
     public func updateEventType(_ eventType: EventType) throws {
@@ -158,7 +161,9 @@ public actor InMemoryStore: HeraldStore {
         let matching = messages.values.filter {
             $0.appID == app && filter.matches(eventType: $0.eventType, channels: $0.channels, createdAt: $0.createdAt)
         }
-        return page.paginate(matching) { $0.id.rawValue }
+        var result = page.paginate(matching, key: { $0.id.rawValue }, contentSize: { $0.payload?.count ?? 0 })
+        if !page.withContent { for index in result.items.indices { result.items[index].payload = nil } }
+        return result
     }
 
     public func expungeMessagePayload(app: ApplicationID, id: MessageID) throws {
@@ -170,7 +175,8 @@ public actor InMemoryStore: HeraldStore {
     // MARK: Deliveries and attempts
 
     public func listAttempts(app: ApplicationID, filter: AttemptFilter, _ page: PageRequest) -> Page<Attempt> {
-        page.paginate(attempts.values.filter { $0.appID == app && filter.matches($0) }) { $0.id.rawValue }
+        page.paginate(attempts.values.filter { $0.appID == app && filter.matches($0) }, key: { $0.id.rawValue },
+                      contentSize: { $0.response.utf8.count })
     }
 
     public func attempt(app: ApplicationID, message: MessageID, id: AttemptID) -> Attempt? {
@@ -193,7 +199,9 @@ public actor InMemoryStore: HeraldStore {
             else { return nil }
             return DeliveredMessage(delivery: delivery, message: message)
         }
-        return page.paginate(matching) { $0.message.id.rawValue }
+        var result = page.paginate(matching, key: { $0.message.id.rawValue }, contentSize: { $0.message.payload?.count ?? 0 })
+        if !page.withContent { for index in result.items.indices { result.items[index].message.payload = nil } }
+        return result
     }
 
     public func listDestinations(app: ApplicationID, message: MessageID, _ page: PageRequest) -> Page<MessageDestination> {
@@ -410,4 +418,30 @@ public actor InMemoryStore: HeraldStore {
     public func deleteToken(id: TokenID) { tokens[id] = nil }
 
     public func adminTokenCount() -> Int { tokens.values.filter { $0.scope == .admin }.count }
+
+    public func listAdminTokens(_ page: PageRequest) -> Page<APIToken> {
+        page.paginate(tokens.values.filter { $0.scope == .admin }) { $0.id.rawValue }
+    }
+
+    public func revokeAdminToken(id: TokenID) -> Bool {
+        guard tokens[id]?.scope == .admin else { return false }
+        tokens[id] = nil
+        return true
+    }
+
+    // MARK: Quotas
+
+    public func createEndpoint(_ endpoint: Endpoint, limit: Int) throws {
+        guard endpoints.values.count(where: { $0.appID == endpoint.appID }) < limit else {
+            throw StoreError(.limitExceeded, "the application has \(limit) endpoints already")
+        }
+        try createEndpoint(endpoint)
+    }
+
+    public func createEventType(_ eventType: EventType, limit: Int) throws {
+        if eventTypes[eventType.name] == nil, eventTypes.count >= limit {
+            throw StoreError(.limitExceeded, "there are \(limit) event types already")
+        }
+        try createEventType(eventType)
+    }
 }

@@ -28,10 +28,16 @@ public struct PageWindow: Sendable {
         self.ascending = (request.order == .ascending) != backwards
     }
 
-    /// The page made of `fetched` (the rows in walking order, up to `limit + 1`).
-    public func page<Item>(_ fetched: [Item], key: (Item) -> String) -> Page<Item> {
+    /// The page made of `fetched` (the rows in walking order, up to `limit + 1`). With
+    /// `contentFit` (how many of the first `limit` rows fit the request's byte budget:
+    /// `PageRequest.contentFit`), the page stops there and is not done.
+    public func page<Item>(_ fetched: [Item], key: (Item) -> String, contentFit: Int? = nil) -> Page<Item> {
         var items = Array(fetched.prefix(limit))
-        let more = fetched.count > limit
+        var more = fetched.count > limit
+        if let contentFit, contentFit < items.count {
+            items = Array(items.prefix(max(1, contentFit)))
+            more = true
+        }
         if backwards { items.reverse() }
         guard let first = items.first, let last = items.last else {
             return Page(items: [], iterator: after, prevIterator: after.map { "-" + $0 }, done: true)

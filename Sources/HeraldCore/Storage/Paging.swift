@@ -10,11 +10,32 @@ public struct PageRequest: Sendable, Hashable {
     public var limit: Int
     public var iterator: String?
     public var order: ListOrder
+    /// At most this many bytes of content (message payloads, attempt responses) in one page; the
+    /// page stops early (`done` false, `iterator` set) rather than go over, but always holds at
+    /// least one item. Nil: no byte bound.
+    public var maxContentBytes: Int?
+    /// False: items come back without their content (payloads), which the store does not read.
+    public var withContent: Bool
 
-    public init(limit: Int = 50, iterator: String? = nil, order: ListOrder = .ascending) {
+    public init(limit: Int = 50, iterator: String? = nil, order: ListOrder = .ascending,
+                maxContentBytes: Int? = nil, withContent: Bool = true) {
         self.limit = max(1, min(limit, 250))
         self.iterator = iterator
         self.order = order
+        self.maxContentBytes = maxContentBytes
+        self.withContent = withContent
+    }
+
+    /// How many of `sizes` (content bytes of the items in walking order) fit in one page under
+    /// `maxContentBytes`: at least one; `sizes.count` when there is no bound or all fit.
+    public func contentFit(_ sizes: [Int]) -> Int {
+        guard let budget = maxContentBytes, withContent else { return sizes.count }
+        var total = 0
+        for (index, size) in sizes.enumerated() {
+            total += size
+            if total > budget { return max(1, index) }
+        }
+        return sizes.count
     }
 }
 
@@ -41,7 +62,7 @@ public struct Page<Item: Sendable>: Sendable {
 
 extension PageRequest {
     /// Pages `all` (any order) by `key`: the reference implementation that every store must match.
-    public func paginate<Item>(_ all: [Item], key: (Item) -> String) -> Page<Item> {
+    public func paginate<Item>(_ all: [Item], key: (Item) -> String, contentSize: ((Item) -> Int)? = nil) -> Page<Item> {
         var backwards = false
         var after: String?
         if let iterator, !iterator.isEmpty {
@@ -54,7 +75,11 @@ extension PageRequest {
             sorted = sorted.filter { ascending ? key($0) > after : key($0) < after }
         }
         var items = Array(sorted.prefix(limit))
-        let more = sorted.count > limit
+        var more = sorted.count > limit
+        if maxContentBytes != nil, let size = contentSize {
+            let fit = contentFit(items.map(size))
+            if fit < items.count { items = Array(items.prefix(fit)); more = true }
+        }
         if backwards { items.reverse() }
         guard let first = items.first, let last = items.last else {
             return Page(items: [], iterator: after, prevIterator: after.map { "-" + $0 }, done: true)

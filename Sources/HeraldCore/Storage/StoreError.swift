@@ -1,7 +1,7 @@
 /// A storage failure, translated at the store boundary. Its description is safe to show a user.
 public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String { case notFound = "not_found", conflict, unavailable, corrupt, stale, wrongKey = "wrong_key" }
+        private enum Base: String { case notFound = "not_found", conflict, unavailable, corrupt, stale, wrongKey = "wrong_key", limitExceeded = "limit_exceeded" }
         private let base: Base
         private init(_ base: Base) { self.base = base }
         /// The thing does not exist (or belongs to another application).
@@ -16,6 +16,8 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let stale = Code(.stale)
         /// The main key is not the one the database's secrets were sealed with.
         public static let wrongKey = Code(.wrongKey)
+        /// A quota (endpoints per application, event types) is full.
+        public static let limitExceeded = Code(.limitExceeded)
         public var description: String { base.rawValue }
     }
 
