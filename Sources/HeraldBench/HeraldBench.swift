@@ -23,7 +23,7 @@ struct HeraldBench: AsyncParsableCommand {
         """,
         subcommands: [
             BenchPublishCommand.self, BenchDeliverCommand.self,
-            NoisyNeighbourCommand.self, SlowReceiversCommand.self, ManyHostsCommand.self, BacklogCommand.self,
+            NoisyNeighbourCommand.self, SlowReceiversCommand.self, ManyHostsCommand.self, BacklogCommand.self, RetentionCommand.self,
         ]
     )
 

@@ -28,6 +28,12 @@ enum PostgresMigrations {
     static let all: [Migration] = [
         Migration(name: "v1-schema", statements: v1),
         Migration(name: "v2-fair-queue", statements: v2),
+        Migration(name: "v3-message-retention", statements: v3),
+    ]
+
+    /// Message retention: the purge finds the oldest messages by creation time.
+    static let v3: [String] = [
+        "CREATE INDEX messages_created ON messages(created_at)",
     ]
 
     /// The fair queue: due deliveries are found per endpoint (a skip scan over endpoints, then the

@@ -17,6 +17,9 @@ enum SQLiteMigrations {
         migrator.registerMigration("v3-fair-queue") { db in
             try db.execute(sql: v3)
         }
+        migrator.registerMigration("v4-message-retention") { db in
+            try db.execute(sql: v4)
+        }
         return migrator
     }
 
@@ -153,5 +156,12 @@ extension SQLiteMigrations {
         DROP INDEX deliveries_due;
         CREATE INDEX deliveries_due_by_endpoint ON deliveries(endpoint_id, next_attempt_at, app_id) WHERE status = 1;
         CREATE INDEX deliveries_sending_by_endpoint ON deliveries(endpoint_id, lease_expires_at) WHERE status = 3;
+        """
+}
+
+extension SQLiteMigrations {
+    /// Message retention: the purge finds the oldest messages by creation time.
+    fileprivate static let v4 = """
+        CREATE INDEX messages_created ON messages(created_at);
         """
 }

@@ -41,6 +41,7 @@ public struct StoreConformance: Sendable {
         case endpointHealth
         case publishClaimExcept
         case concurrentEndpointWrites
+        case messageRetention
 
         public var description: String { rawValue }
     }
@@ -87,6 +88,7 @@ public struct StoreConformance: Sendable {
         case .endpointHealth: try await testEndpointHealth()
         case .publishClaimExcept: try await testPublishClaimExcept()
         case .concurrentEndpointWrites: try await testConcurrentEndpointWrites()
+        case .messageRetention: try await testMessageRetention()
         }
     }
 
