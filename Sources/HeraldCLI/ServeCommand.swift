@@ -278,9 +278,9 @@ enum CIDRSyntax {
 }
 
 /// Durations on the command line: a plain number counts `bareUnit` seconds; `30s`, `10m`, `12h`
-/// and `90d` name their unit.
-enum DurationSyntax {
-    static func seconds(_ text: String, bareUnit: Double) -> Double? {
+/// and `90d` name their unit. Public for `herald-bench`.
+public enum DurationSyntax {
+    public static func seconds(_ text: String, bareUnit: Double) -> Double? {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
         var number = Substring(trimmed)
