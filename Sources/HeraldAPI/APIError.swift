@@ -25,7 +25,10 @@ struct APIError: Error, HTTPResponseError {
     var headers: HTTPFields { [.contentType: "application/json"] }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        APIResponse.json(status, (try? APIJSON.encode(["code": code, "detail": detail])) ?? [])
+        var response = APIResponse.json(status, (try? APIJSON.encode(["code": code, "detail": detail])) ?? [])
+        // A retryable answer says when to retry.
+        if status == .serviceUnavailable { response.headers[.retryAfter] = code == "storage_full" ? "30" : "1" }
+        return response
     }
 }
 
@@ -104,6 +107,7 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case .conflict: return .conflict(error.message)
         case .unavailable: return .init(.serviceUnavailable, code: "unavailable", "The database is unavailable, try again")
         case .stale: return .conflict(error.message)
+        case .storageFull: return .init(.serviceUnavailable, code: "storage_full", "The database cannot write: \(error.message). Nothing stored was lost; try again later")
         default: return .init(.internalServerError, code: "server_error", "Internal server error")
         }
     }

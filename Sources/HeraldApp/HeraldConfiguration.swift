@@ -102,6 +102,12 @@ public struct HeraldConfiguration: Sendable {
     public var apiLimits = APILimits()
     /// When set, `GET /metrics` requires `Authorization: Bearer <metricsToken>`.
     public var metricsToken: String?
+    /// Seconds whole messages (with their deliveries and attempts) are kept after they were created.
+    public var messageRetention: Double = 90 * 86400
+    /// Seconds between two runs of the retention purge.
+    public var retentionInterval: Double = 60
+    /// The most pages the SQLite file may have (`PRAGMA max_page_count`): for testing a full disk.
+    public var sqliteMaxPages: Int?
 
     public init() {}
 }

@@ -60,7 +60,8 @@ public struct HeraldServer: Sendable {
             // First in the list, so the group stops it last: everything else still has the pool.
             services.append(PostgresPoolService(store: postgres))
         }
-        services.append(RetentionService(store: store, interval: .seconds(60), logger: logger))
+        services.append(RetentionService(store: store, interval: .seconds(configuration.retentionInterval),
+                                         messageRetention: configuration.messageRetention, logger: logger))
         var dispatcher: Dispatcher?
         if configuration.role != .api {
             let networks = configuration.allowedNetworks.compactMap(CIDR.init)
@@ -122,7 +123,7 @@ public struct HeraldServer: Sendable {
         switch configuration.database {
         case .sqliteMemory:
             let key = SymmetricKey(size: .bits256)
-            return try SQLiteStore(path: ":memory:", configuration: .init(synchronous: configuration.sqliteSynchronous), sealer: AESGCMSealer(key: key))
+            return try SQLiteStore(path: ":memory:", configuration: sqliteConfiguration(configuration), sealer: AESGCMSealer(key: key))
         case .sqliteFile(let path):
             return try openSQLite(path: path, configuration: configuration, logger: logger)
         case .postgres(let url):
@@ -149,6 +150,12 @@ public struct HeraldServer: Sendable {
         }
     }
 
+    static func sqliteConfiguration(_ configuration: HeraldConfiguration) -> SQLiteStore.Configuration {
+        var sqlite = SQLiteStore.Configuration(synchronous: configuration.sqliteSynchronous)
+        sqlite.maxPageCount = configuration.sqliteMaxPages
+        return sqlite
+    }
+
     /// Releases what the store holds (PostgreSQL's connection pool). For a server whose services
     /// never ran (tests); a running server closes its pool when its services stop.
     public func close() async {
@@ -167,7 +174,7 @@ public struct HeraldServer: Sendable {
     static func openSQLite(path: String, configuration: HeraldConfiguration, logger: Logger) throws -> SQLiteStore {
         func open(_ key: SymmetricKey) throws -> SQLiteStore {
             do {
-                return try SQLiteStore(path: path, configuration: .init(synchronous: configuration.sqliteSynchronous), sealer: AESGCMSealer(key: key))
+                return try SQLiteStore(path: path, configuration: sqliteConfiguration(configuration), sealer: AESGCMSealer(key: key))
             } catch let error as StoreError where error.code == .wrongKey {
                 throw error
             } catch let error as StoreError {

@@ -16,14 +16,14 @@ struct HeraldBench: AsyncParsableCommand {
         abstract: "Benchmark Herald: load a running server, or run a scenario that starts its own.",
         discussion: """
         publish and deliver load a running `herald serve`. The scenarios (noisy-neighbour, \
-        slow-receivers, many-hosts, backlog) start `herald serve` themselves (the herald binary next \
+        slow-receivers, many-hosts, backlog, retention) start `herald serve` themselves (the herald binary next \
         to herald-bench unless --herald is given), run their receivers in this process on 127.0.0.1, \
         and print `name: value` lines including the goal and whether it was met. A scenario exits \
         non-zero when it misses its deadline or cannot run; a goal not met is reported, not an error.
         """,
         subcommands: [
             BenchPublishCommand.self, BenchDeliverCommand.self,
-            NoisyNeighbourCommand.self, SlowReceiversCommand.self, ManyHostsCommand.self, BacklogCommand.self,
+            NoisyNeighbourCommand.self, SlowReceiversCommand.self, ManyHostsCommand.self, BacklogCommand.self, RetentionCommand.self,
         ]
     )
 

@@ -14,7 +14,7 @@ public struct HeraldCommand: AsyncParsableCommand {
         commandName: "herald",
         abstract: "Herald: send, receive and debug webhooks.",
         version: HeraldVersion.current,
-        subcommands: [ServeCommand.self, SignCommand.self, VerifyCommand.self, SendCommand.self, ListenCommand.self, KeyCommand.self, TokenCommand.self]
+        subcommands: [ServeCommand.self, SignCommand.self, VerifyCommand.self, SendCommand.self, ListenCommand.self, KeyCommand.self, TokenCommand.self, BackupCommand.self]
     )
 
     public init() {}

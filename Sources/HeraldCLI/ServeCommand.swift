@@ -100,6 +100,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("metrics-token"), help: ArgumentHelp("A bearer token GET /metrics requires; without one /metrics is open [HERALD_METRICS_TOKEN].", valueName: "token"))
     var metricsToken: String?
 
+    @Option(name: .customLong("message-retention"), help: ArgumentHelp("How long whole messages, with their deliveries and attempts, are kept: days, or a number with s, m, h or d [HERALD_MESSAGE_RETENTION, default 90].", valueName: "duration"))
+    var messageRetention: String?
+
+    @Option(name: .customLong("retention-interval"), help: ArgumentHelp("How often expired data is purged: seconds, or a number with s, m, h or d [HERALD_RETENTION_INTERVAL, default 60s].", valueName: "duration"))
+    var retentionInterval: String?
+
+    @Option(name: .customLong("sqlite-max-pages"), help: ArgumentHelp("Cap the SQLite file at this many pages (PRAGMA max_page_count), for testing a full disk [HERALD_SQLITE_MAX_PAGES].", valueName: "n"))
+    var sqliteMaxPages: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error [HERALD_LOG_LEVEL, default info].", valueName: "level"))
     var logLevel: String?
 
@@ -264,6 +273,22 @@ struct ServeSettings {
             guard text.count >= 8, !text.contains(where: \.isWhitespace) else { throw CLIError("\(name): a token needs at least 8 characters and no spaces") }
             configuration.metricsToken = text
         }
+        if let (text, name) = value(command.messageRetention, "HERALD_MESSAGE_RETENTION") {
+            guard let seconds = DurationSyntax.seconds(text, bareUnit: 86400), seconds >= 1, seconds <= 100 * 365 * 86400 else {
+                throw CLIError("\(name): '\(text)' is not a retention period: days (90), or a number with s, m, h or d (30s, 10m, 12h, 90d)")
+            }
+            configuration.messageRetention = seconds
+        }
+        if let (text, name) = value(command.retentionInterval, "HERALD_RETENTION_INTERVAL") {
+            guard let seconds = DurationSyntax.seconds(text, bareUnit: 1), seconds >= 0.1, seconds <= 86400 else {
+                throw CLIError("\(name): '\(text)' is not an interval from 0.1 s to 1 day: seconds (60), or a number with s, m, h or d")
+            }
+            configuration.retentionInterval = seconds
+        }
+        if let (text, name) = value(command.sqliteMaxPages, "HERALD_SQLITE_MAX_PAGES") {
+            guard let pages = Int(text), pages >= 1, pages <= 1 << 31 else { throw CLIError("\(name): '\(text)' is not a number of pages from 1 to 2147483648") }
+            configuration.sqliteMaxPages = pages
+        }
         var level = Logger.Level.info
         if let (text, name) = value(command.logLevel, "HERALD_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: text.lowercased()) else { throw CLIError("\(name): '\(text)' is not a log level") }
@@ -309,5 +334,23 @@ enum CIDRSyntax {
         }
         var storage = in_addr()
         return prefix >= 0 && prefix <= 32 && inet_pton(AF_INET, address, &storage) == 1
+    }
+}
+
+/// Durations on the command line: a plain number counts `bareUnit` seconds; `30s`, `10m`, `12h`
+/// and `90d` name their unit. Public for `herald-bench`.
+public enum DurationSyntax {
+    public static func seconds(_ text: String, bareUnit: Double) -> Double? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var number = Substring(trimmed)
+        var unit = bareUnit
+        if let last = trimmed.last, let named = units[last] {
+            number = trimmed.dropLast()
+            unit = named
+        }
+        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              let value = Double(number), value.isFinite else { return nil }
+        return value * unit
     }
 }

@@ -154,7 +154,7 @@ public struct DeliveryProcessor: Sendable {
             createdAt: started
         )
         next.interruptedCount = 0
-        try await queue.recordAttempt(attempt, delivery: next)
+        try await record(attempt, delivery: next, leaseUntil: claimed.leaseExpiresAt, logger: logger)
         metrics.recordAttempt(status: attemptStatus, statusCode: statusCode, duration: response.duration,
                               publishToDelivery: attemptStatus == .success && claimed.attemptCount == 0 ? finished.timeIntervalSince(message.createdAt) : nil)
         logger.debug("attempt recorded", metadata: [
@@ -163,6 +163,23 @@ public struct DeliveryProcessor: Sendable {
         ])
         try await updateEndpointHealth(endpoint, succeeded: attemptStatus == .success, gone: disable, at: finished, logger: logger)
         return next
+    }
+
+    /// Records the attempt; while the store cannot write (its disk is full, or it is unreachable),
+    /// tries again with a growing pause until shortly before the claim's lease lapses. Then it
+    /// gives up: the delivery stays claimed until the lease lapses and is attempted again.
+    func record(_ attempt: Attempt, delivery: Delivery, leaseUntil: Date?, logger: Logger) async throws {
+        var pause = 0.25
+        while true {
+            do {
+                return try await queue.recordAttempt(attempt, delivery: delivery)
+            } catch let error as StoreError where error.code == .storageFull || error.code == .unavailable {
+                guard let leaseUntil, now().addingTimeInterval(pause + 1) < leaseUntil else { throw error }
+                logger.debug("attempt not recorded yet; trying again", metadata: ["herald.error": "\(error)"])
+                try await Task.sleep(for: .seconds(pause))
+                pause = min(pause * 2, 5)
+            }
+        }
     }
 
     func makeRequest(message: Message, payload: [UInt8], endpoint: Endpoint, at date: Date) throws -> OutboundRequest {

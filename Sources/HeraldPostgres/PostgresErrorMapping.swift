@@ -35,6 +35,8 @@ enum PostgresErrorMapping {
                 return .notFound(constraint.hasSuffix("app_id_fkey") ? "application" : "resource")
             case "40001", "40P01":
                 return StoreError(.unavailable, "the database aborted a conflicting transaction (SQLSTATE \(state)); retry")
+            case "53100":  // disk_full
+                return StoreError(.storageFull, "the PostgreSQL server's disk is full (SQLSTATE 53100)")
             case "53300", "57P01", "57P02", "57P03":
                 return StoreError(.unavailable, "the database is unavailable (SQLSTATE \(state))")
             default:

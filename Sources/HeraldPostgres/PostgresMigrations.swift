@@ -31,6 +31,12 @@ enum PostgresMigrations {
         Migration(name: "v3-sealed-at-rest", statements: v3),
         Migration(name: "v4-lighter-writes", statements: v4),
         Migration(name: "v5-token-names", statements: v5),
+        Migration(name: "v6-message-retention", statements: v6),
+    ]
+
+    /// Message retention: the purge finds the oldest messages by creation time.
+    static let v6: [String] = [
+        "CREATE INDEX messages_created ON messages(created_at)",
     ]
 
     /// Admin tokens carry a name, so they can be listed and told apart.

@@ -218,12 +218,57 @@ extension PostgresStore {
         """
     }
 
+    /// In batches of `purgeBatchSize` rows, each one statement; rows another node is purging
+    /// (locked) are skipped, so nodes purging at once neither wait for each other nor do the work twice.
     public func purgeExpired(now: Date) async throws -> PurgeResult {
-        let records = try await rows("DELETE FROM idempotency_records WHERE expires_at <= \(now.pgValue) RETURNING 1").count
-        let payloads = try await rows("""
-            UPDATE messages SET payload = NULL WHERE payload IS NOT NULL AND payload_expires_at <= \(now.pgValue) RETURNING 1
-            """).count
-        return PurgeResult(idempotencyRecords: records, payloads: payloads)
+        let limit = Self.purgeBatchSize
+        var result = PurgeResult()
+        while true {
+            let records = try await rows("""
+                DELETE FROM idempotency_records WHERE key IN
+                    (SELECT key FROM idempotency_records WHERE expires_at <= \(now.pgValue) LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING 1
+                """, relaxed: true).count
+            let payloads = try await rows("""
+                UPDATE messages SET payload = NULL WHERE id IN
+                    (SELECT id FROM messages WHERE payload IS NOT NULL AND payload_expires_at <= \(now.pgValue)
+                     LIMIT \(limit) FOR NO KEY UPDATE SKIP LOCKED)
+                RETURNING 1
+                """, relaxed: true).count
+            result = result + PurgeResult(idempotencyRecords: records, payloads: payloads)
+            if records < limit && payloads < limit { return result }
+            await Task.yield()
+        }
+    }
+
+    /// Rows one purge statement touches at most.
+    static let purgeBatchSize = 500
+
+    /// One statement: the oldest messages not locked by another node's purge (`SKIP LOCKED`) and
+    /// without a delivery in flight, then their attempts, deliveries and themselves. On the
+    /// relaxed pool: a purge lost in a database crash runs again.
+    public func purgeMessages(createdBefore cutoff: Date, now: Date, limit: Int) async throws -> PurgeResult {
+        let row = try await rows("""
+            WITH doomed AS (
+                SELECT id FROM messages m WHERE created_at < \(cutoff.pgValue)
+                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status = 3
+                                  AND d.lease_expires_at >= \(now.pgValue))
+                ORDER BY created_at LIMIT \(max(0, limit)) FOR UPDATE SKIP LOCKED
+            ), gone_attempts AS (
+                DELETE FROM attempts WHERE message_id IN (SELECT id FROM doomed) RETURNING 1
+            ), gone_deliveries AS (
+                DELETE FROM deliveries WHERE message_id IN (SELECT id FROM doomed) RETURNING 1
+            ), gone AS (
+                DELETE FROM messages WHERE id IN (SELECT id FROM doomed) RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM gone) AS messages, (SELECT count(*) FROM gone_deliveries) AS deliveries,
+                   (SELECT count(*) FROM gone_attempts) AS attempts
+            """, relaxed: true).first
+        guard let row else { return PurgeResult() }
+        do {
+            return PurgeResult(messages: try row.value("messages", as: Int.self), deliveries: try row.value("deliveries", as: Int.self),
+                               attempts: try row.value("attempts", as: Int.self))
+        } catch { throw PostgresErrorMapping.storeError(error) }
     }
 
     // MARK: Tokens

@@ -15,7 +15,7 @@ enum SQLiteErrorMapping {
             case .SQLITE_CORRUPT, .SQLITE_NOTADB:
                 return StoreError(.corrupt, "the database file is corrupt")
             case .SQLITE_FULL:
-                return StoreError(.unavailable, "the disk is full")
+                return StoreError(.storageFull, "the disk is full or the database reached its size limit (SQLite: database or disk is full)")
             case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_READONLY:
                 return StoreError(.unavailable, "the database cannot be opened for writing")
             default:

@@ -23,6 +23,9 @@ enum SQLiteMigrations {
         migrator.registerMigration("v5-token-names") { db in
             try db.execute(sql: v5)
         }
+        migrator.registerMigration("v6-message-retention") { db in
+            try db.execute(sql: v6)
+        }
         return migrator
     }
 
@@ -179,5 +182,12 @@ extension SQLiteMigrations {
     /// Admin tokens carry a name, so they can be listed and told apart.
     fileprivate static let v5 = """
         ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+        """
+}
+
+extension SQLiteMigrations {
+    /// Message retention: the purge finds the oldest messages by creation time.
+    fileprivate static let v6 = """
+        CREATE INDEX messages_created ON messages(created_at);
         """
 }

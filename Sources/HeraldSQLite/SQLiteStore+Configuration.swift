@@ -26,6 +26,13 @@ extension SQLiteStore {
         /// The most publish requests committed in one transaction (group commit).
         public var maxPublishBatch: Int
 
+        /// The most pages the database file may have (`PRAGMA max_page_count` on every
+        /// connection), or nil for SQLite's default: a size cap, for testing a full disk.
+        public var maxPageCount: Int?
+        /// The size in bytes the WAL file is truncated to after a checkpoint resets it
+        /// (`PRAGMA journal_size_limit`), so a burst of writes does not leave a large file behind.
+        public var walSizeLimit: Int = 64 << 20
+
         public init(synchronous: Synchronous = .full, busyTimeout: TimeInterval = 5, maxPublishBatch: Int = 256) {
             self.synchronous = synchronous
             self.busyTimeout = busyTimeout

@@ -14,12 +14,50 @@ extension SQLiteStore {
     }
 
     public func purgeExpired(now: Date) async throws -> PurgeResult {
-        try await write { db in
-            try db.cachedStatement(sql: "DELETE FROM idempotency_records WHERE expires_at <= ?").execute(arguments: [now.storedValue])
-            let records = db.changesCount
-            try db.cachedStatement(sql: "UPDATE messages SET payload = NULL WHERE payload IS NOT NULL AND payload_expires_at <= ?")
-                .execute(arguments: [now.storedValue])
-            return PurgeResult(idempotencyRecords: records, payloads: db.changesCount)
+        // In batches, each its own short write transaction, so publishes wait for one batch at most.
+        var result = PurgeResult()
+        let limit = Self.purgeBatchSize
+        while true {
+            let batch = try await relaxedWrite { db in
+                try db.cachedStatement(sql: """
+                    DELETE FROM idempotency_records WHERE rowid IN
+                        (SELECT rowid FROM idempotency_records WHERE expires_at <= ? LIMIT ?)
+                    """).execute(arguments: [now.storedValue, limit])
+                let records = db.changesCount
+                try db.cachedStatement(sql: """
+                    UPDATE messages SET payload = NULL WHERE rowid IN
+                        (SELECT rowid FROM messages WHERE payload IS NOT NULL AND payload_expires_at <= ? LIMIT ?)
+                    """).execute(arguments: [now.storedValue, limit])
+                return PurgeResult(idempotencyRecords: records, payloads: db.changesCount)
+            }
+            result = result + batch
+            if batch.idempotencyRecords < limit && batch.payloads < limit { return result }
+            await Task.yield()
+        }
+    }
+
+    /// Rows one purge transaction touches at most.
+    static let purgeBatchSize = 500
+
+    /// Committed without waiting for fsync (`relaxedWrite`): a purge lost in a power cut runs again.
+    public func purgeMessages(createdBefore cutoff: Date, now: Date, limit: Int) async throws -> PurgeResult {
+        try await relaxedWrite { db in
+            // Oldest first (`messages_created`); a message with a delivery in flight under a live
+            // lease waits for the next round (the primary key of deliveries starts with the message).
+            let ids = try String.fetchAll(db.cachedStatement(sql: """
+                SELECT id FROM messages m WHERE created_at < ?
+                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status = 3 AND d.lease_expires_at >= ?)
+                ORDER BY created_at LIMIT ?
+                """), arguments: [cutoff.storedValue, now.storedValue, max(0, limit)])
+            guard !ids.isEmpty else { return PurgeResult() }
+            let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
+            let arguments = StatementArguments(ids)
+            try db.execute(sql: "DELETE FROM attempts WHERE message_id IN (\(marks))", arguments: arguments)
+            let attempts = db.changesCount
+            try db.execute(sql: "DELETE FROM deliveries WHERE message_id IN (\(marks))", arguments: arguments)
+            let deliveries = db.changesCount
+            try db.execute(sql: "DELETE FROM messages WHERE id IN (\(marks))", arguments: arguments)
+            return PurgeResult(messages: db.changesCount, deliveries: deliveries, attempts: attempts)
         }
     }
 

@@ -38,9 +38,14 @@ public final class SQLiteStore: HeraldStore {
         config.busyMode = .timeout(configuration.busyTimeout)
         config.label = "herald"
         let synchronous = configuration.synchronous.pragmaValue
+        let maxPageCount = configuration.maxPageCount
+        let walSizeLimit = configuration.walSizeLimit
         config.prepareDatabase { db in
             // A fixed keyword from an enum, not user input.
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            // Integers, not user text.
+            try db.execute(sql: "PRAGMA journal_size_limit = \(walSizeLimit)")
+            if let maxPageCount { try db.execute(sql: "PRAGMA max_page_count = \(maxPageCount)") }
         }
         let writer: any DatabaseWriter
         do {
@@ -184,6 +189,10 @@ public final class SQLiteStore: HeraldStore {
         do {
             return try await write { db in try items.map { .success(try apply($0, db)) } }
         } catch {
+            // A full database fails every item alike (and SQLite may have rolled the whole
+            // transaction back): no retry item by item.
+            let mapped = SQLiteErrorMapping.storeError(error)
+            if mapped.code == .storageFull { throw mapped }
             return try await write { db in
                 items.map { item in
                     do {

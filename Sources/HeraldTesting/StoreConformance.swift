@@ -44,6 +44,7 @@ public struct StoreConformance: Sendable {
         case adminTokens
         case quotas
         case contentBudget
+        case messageRetention
 
         public var description: String { rawValue }
     }
@@ -93,6 +94,7 @@ public struct StoreConformance: Sendable {
         case .adminTokens: try await testAdminTokens()
         case .quotas: try await testQuotas()
         case .contentBudget: try await testContentBudget()
+        case .messageRetention: try await testMessageRetention()
         }
     }
 

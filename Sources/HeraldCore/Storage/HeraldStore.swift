@@ -150,9 +150,21 @@ public struct MessageDestination: Sendable {
 public struct PurgeResult: Sendable, Hashable {
     public var idempotencyRecords: Int
     public var payloads: Int
-    public init(idempotencyRecords: Int, payloads: Int) {
+    /// Whole messages deleted by `purgeMessages`, with their deliveries and attempts.
+    public var messages: Int
+    public var deliveries: Int
+    public var attempts: Int
+    public init(idempotencyRecords: Int = 0, payloads: Int = 0, messages: Int = 0, deliveries: Int = 0, attempts: Int = 0) {
         self.idempotencyRecords = idempotencyRecords
         self.payloads = payloads
+        self.messages = messages
+        self.deliveries = deliveries
+        self.attempts = attempts
+    }
+
+    public static func + (lhs: PurgeResult, rhs: PurgeResult) -> PurgeResult {
+        PurgeResult(idempotencyRecords: lhs.idempotencyRecords + rhs.idempotencyRecords, payloads: lhs.payloads + rhs.payloads,
+                    messages: lhs.messages + rhs.messages, deliveries: lhs.deliveries + rhs.deliveries, attempts: lhs.attempts + rhs.attempts)
     }
 }
 
@@ -251,6 +263,12 @@ public protocol HeraldStore: DeliveryQueue {
     /// Deletes idempotency records that expired at or before `now`, and drops the payloads of
     /// messages whose retention period ended at or before `now`. Returns how many of each.
     func purgeExpired(now: Date) async throws -> PurgeResult
+    /// Deletes at most `limit` messages created before `cutoff`, oldest first, with their
+    /// deliveries and attempts, in one short transaction. A message with a delivery in flight under
+    /// a lease still live at `now` is skipped (a later call deletes it). Fewer than `limit`
+    /// messages deleted means none is left to delete now. Several nodes may call it at once: none
+    /// waits for another, and no message is deleted twice.
+    func purgeMessages(createdBefore cutoff: Date, now: Date, limit: Int) async throws -> PurgeResult
 
     // MARK: API tokens
     func createToken(_ token: APIToken) async throws

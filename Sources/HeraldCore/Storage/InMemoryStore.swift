@@ -409,6 +409,18 @@ public actor InMemoryStore: HeraldStore {
         return PurgeResult(idempotencyRecords: before - idempotency.count, payloads: payloads)
     }
 
+    public func purgeMessages(createdBefore cutoff: Date, now: Date, limit: Int) -> PurgeResult {
+        let inFlight = Set(deliveries.values.filter { $0.status == .sending && ($0.leaseExpiresAt ?? .distantPast) >= now }.map(\.messageID))
+        let doomed = Set(messages.values.filter { $0.createdAt < cutoff && !inFlight.contains($0.id) }
+            .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }.prefix(max(0, limit)).map(\.id))
+        guard !doomed.isEmpty else { return PurgeResult() }
+        let deliveriesBefore = deliveries.count, attemptsBefore = attempts.count
+        for id in doomed { messages[id] = nil }
+        deliveries = deliveries.filter { !doomed.contains($0.value.messageID) }
+        attempts = attempts.filter { !doomed.contains($0.value.messageID) }
+        return PurgeResult(messages: doomed.count, deliveries: deliveriesBefore - deliveries.count, attempts: attemptsBefore - attempts.count)
+    }
+
     // MARK: Tokens
 
     public func createToken(_ token: APIToken) { tokens[token.id] = token }

@@ -1,7 +1,8 @@
 /// A storage failure, translated at the store boundary. Its description is safe to show a user.
 public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String { case notFound = "not_found", conflict, unavailable, corrupt, stale, wrongKey = "wrong_key", limitExceeded = "limit_exceeded" }
+        private enum Base: String { case notFound = "not_found", conflict, unavailable, corrupt, stale, wrongKey = "wrong_key", limitExceeded = "limit_exceeded"
+            case storageFull = "storage_full" }
         private let base: Base
         private init(_ base: Base) { self.base = base }
         /// The thing does not exist (or belongs to another application).
@@ -18,6 +19,9 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let wrongKey = Code(.wrongKey)
         /// A quota (endpoints per application, event types) is full.
         public static let limitExceeded = Code(.limitExceeded)
+        /// The database cannot write: its disk is full (or a size limit is reached). Nothing stored
+        /// is lost; writes succeed again once space is freed.
+        public static let storageFull = Code(.storageFull)
         public var description: String { base.rawValue }
     }
 
