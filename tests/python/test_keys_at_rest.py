@@ -233,3 +233,20 @@ def test_no_secret_or_token_in_clear_and_files_are_private(tmp_path):
             for what, forms in needles.items():
                 for form in forms:
                     assert form not in data, f"{what} is in clear in {name} ({state})"
+
+
+def test_key_rotate_bad_input_gets_one_line_and_changes_nothing(tmp_path):
+    missing = herald_run("key", "rotate", "--database", f"sqlite:{tmp_path / 'none.sqlite'}")
+    assert missing.returncode != 0 and "does not exist" in missing.stderr, missing.stderr
+    assert not (tmp_path / "none.sqlite").exists() and not (tmp_path / "none.sqlite.key").exists()
+    memory = herald_run("key", "rotate", "--database", "sqlite::memory:")
+    assert memory.returncode != 0 and "in-memory" in memory.stderr, memory.stderr
+
+    database = f"sqlite:{tmp_path / 'herald.sqlite'}"
+    HeraldServer.start(database).stop()
+    before = snapshot(tmp_path)
+    malformed = herald_run("key", "rotate", "--database", database, "--new-key", "not-a-key")
+    assert malformed.returncode != 0 and "--new-key" in malformed.stderr, malformed.stderr
+    for result in (missing, memory, malformed):
+        assert len([l for l in result.stderr.splitlines() if l.strip()]) == 1, result.stderr
+    assert snapshot(tmp_path) == before

@@ -21,13 +21,7 @@ public struct EndpointSecretsCodec: Sendable {
         let stored = secrets.map { StoredSecret(key: Data($0.key).base64EncodedString(), expiresAt: $0.expiresAt?.timeIntervalSinceReferenceDate, kind: $0.kind == .hmac ? nil : $0.kind.rawValue) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        let plain = [UInt8](try encoder.encode(stored))
-        guard let sealer else { return (plain, false) }
-        do {
-            return (try sealer.seal(plain), true)
-        } catch {
-            throw StoreError(.unavailable, "endpoint secrets could not be sealed")
-        }
+        return try sealBytes([UInt8](try encoder.encode(stored)))
     }
 
     public func open(_ bytes: [UInt8], sealed: Bool) throws -> [EndpointSecret] {
@@ -53,14 +47,14 @@ public struct EndpointSecretsCodec: Sendable {
         }
     }
 
-    /// The stored form of other sensitive bytes (an idempotency record's response, which may hold
-    /// a secret or a token): sealed when there is a sealer, as they are otherwise.
+    /// The stored form of sensitive bytes (secrets, an idempotency record's response, which may
+    /// hold a secret or a token): sealed when there is a sealer, as they are otherwise.
     public func sealBytes(_ plain: [UInt8]) throws -> (bytes: [UInt8], sealed: Bool) {
         guard let sealer else { return (plain, false) }
         do {
             return (try sealer.seal(plain), true)
         } catch {
-            throw StoreError(.unavailable, "a stored response could not be sealed")
+            throw StoreError(.unavailable, "a secret could not be sealed under the main key")
         }
     }
 
